@@ -23,10 +23,13 @@ def test_tiny_run_logs_every_loss_and_writes_run_dir(tiny_bench, tmp_path):
     assert again.returncode != 0 and "train.resume=auto" in again.stderr
 
 
-def test_two_process_gloo_equals_one_process(tiny_bench, tmp_path):
-    one = run_cli(pretrain_args(tiny_bench, tmp_path / "one"))
+@pytest.mark.parametrize("extra", [("loss.cross_match=hard_k",),
+                                   ("loss.cross_match=all_pairs", "loss.moco=true", "loss.lvwm_stage=both")], ids=["hard_k", "all_pairs_moco"])
+def test_two_process_gloo_equals_one_process(tiny_bench, tmp_path, extra):
+    "Same global batch on 1 and 2 processes: every loss equal within 1e-5 over 10 steps (negatives gathered with gradients)."
+    one = run_cli(pretrain_args(tiny_bench, tmp_path / "one", *extra))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run_torchrun(pretrain_args(tiny_bench, tmp_path / "two"))
+    two = run_torchrun(pretrain_args(tiny_bench, tmp_path / "two", *extra))
     assert two.returncode == 0, two.stderr[-5000:]
     m1, m2 = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     assert len(m1) == len(m2) == 10
