@@ -20,9 +20,28 @@ install:
 $(DATA)/manifest.json:
 	$(PYTHON) data_prep/make_synthetic.py --out $(DATA) --seed $(SEED) --size small
 
+# The whole chain on the embedded benchmark, on CPU: benchmark -> pretrain -> fine-tune (retrieval, QA) -> evaluate
+# (retrieval fine-tuned and zero-shot, QA, zero-shot multiple choice) -> executed notebooks under reports/ and a summary.
+# A rerun continues finished runs (train.resume=auto) and replaces the evaluations.
+PM = $(PYTHON) -m papermill --log-level WARNING -k python3
+RUNS ?= runs
+RESUME = -y "overrides: [train.resume=auto]"
 demo: install $(DATA)/manifest.json
 	mkdir -p reports
-	$(PYTHON) -m papermill nbs/pretrain.ipynb reports/pretrain.ipynb -p data_root $(DATA) -p save_dir runs/demo_pretrain -p seed $(SEED)
+	$(PM) nbs/pretrain.ipynb reports/pretrain.ipynb -p data_root $(DATA) -p save_dir $(RUNS)/pretrain -p seed $(SEED) $(RESUME)
+	$(PM) nbs/finetune.ipynb reports/finetune_retrieval.ipynb -p task retrieval -p data_root $(DATA) -p init_from $(RUNS)/pretrain \
+		-p save_dir $(RUNS)/finetune_retrieval -p seed $(SEED) $(RESUME)
+	$(PM) nbs/finetune.ipynb reports/finetune_qa.ipynb -p task qa -p data_root $(DATA) -p init_from $(RUNS)/pretrain \
+		-p save_dir $(RUNS)/finetune_qa -p seed $(SEED) $(RESUME)
+	$(PM) nbs/eval.ipynb reports/eval_retrieval.ipynb -p task retrieval -p checkpoint $(RUNS)/finetune_retrieval -p data_root $(DATA) \
+		-p save_dir $(RUNS)/eval_retrieval -p seed $(SEED) -p overwrite True
+	$(PM) nbs/eval.ipynb reports/eval_retrieval_zeroshot.ipynb -p task retrieval -p checkpoint $(RUNS)/pretrain -p data_root $(DATA) \
+		-p save_dir $(RUNS)/eval_retrieval_zeroshot -p seed $(SEED) -p overwrite True
+	$(PM) nbs/eval.ipynb reports/eval_qa.ipynb -p task qa -p checkpoint $(RUNS)/finetune_qa -p data_root $(DATA) \
+		-p save_dir $(RUNS)/eval_qa -p seed $(SEED) -p overwrite True
+	$(PM) nbs/eval.ipynb reports/eval_mc.ipynb -p task mc -p checkpoint $(RUNS)/finetune_retrieval -p data_root $(DATA) \
+		-p save_dir $(RUNS)/eval_mc -p seed $(SEED) -p overwrite True
+	$(PYTHON) tools/demo_summary.py $(RUNS) --out reports/demo_results.md
 
 test:
 	nbdev_test --n_workers 2

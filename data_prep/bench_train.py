@@ -10,7 +10,10 @@ It prints:
      step (matmuls, convolutions incl. depthwise ones as the counter counts them, CPU SDPA attention matmuls added here;
      softmax, norms, activations and the optimizer's elementwise work are not counted);
   3. `loss.cross_match=all_pairs` against `hard_k` at batch 32, same model;
-  4. step time against batch size (default 4, 8, 16, 32) for the demo config -> samples/s.
+  4. step time against batch size (default 4, 8, 16, 32) for the demo config -> samples/s;
+  5. the demo config again at `--compare-threads` (default 1) threads: on a shared machine, OpenMP threads that equal
+     the core count can lose badly to a single thread.
+A short 1024^2 matmul probe runs right before every timed step, so each row also gets a contention-adjusted ratio.
 Every row is measured on batches pre-loaded from the real `BatchStream` (the loader's time per batch is printed on its
 own); the step is the one `snps3.train.train` runs: `pretrain_losses` -> `check_finite` -> backward -> grad clip -> AdamW.
 The first step of each row runs under the FLOP counter and doubles as warm-up; `--warmup` more plain steps follow,
@@ -31,16 +34,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=Path("data/synthetic"), help="benchmark root (generated with --size small when missing)")
     ap.add_argument("--config", default="demo_cpu", help="shipped config name or .yml path (default demo_cpu)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads (default: all cores)")
+    ap.add_argument("--compare-threads", type=int, default=1, help="also time the demo config at this many threads (0: skip)")
     ap.add_argument("--batch-sizes", default="4,8,16,32", help="comma-separated batch sizes for the sweep")
     ap.add_argument("--match-batch", type=int, default=32, help="batch size of the all_pairs vs hard_k comparison")
     ap.add_argument("--warmup", type=int, default=1, help="plain warm-up steps after the FLOP-counting step")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per row (median reported)")
     ap.add_argument("--mm-sizes", default="1024,2048", help="square matmul sizes for the peak")
     ap.add_argument("--mm-repeats", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="no extra warm-up, sweep 8,16,32 only, 3 matmul repeats")
+    ap.add_argument("--quick", action="store_true", help="no extra warm-up, sweep 8,16,32 only, 3 matmul repeats, no thread comparison")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args(argv)
-    if a.quick: a.warmup, a.batch_sizes, a.mm_repeats = 0, "8,16,32", 3
+    if a.quick: a.warmup, a.batch_sizes, a.mm_repeats, a.compare_threads = 0, "8,16,32", 3, 0
     a.batch_sizes = [int(x) for x in a.batch_sizes.split(",")]
     a.mm_sizes = [int(x) for x in a.mm_sizes.split(",")]
     if a.steps < 1: ap.error("--steps must be >= 1")
@@ -73,6 +77,11 @@ def matmul_peak(sizes: list[int], repeats: int) -> dict:
             t0 = time.perf_counter(); torch.mm(a, b); dt = time.perf_counter() - t0
             samples.append(2 * n ** 3 / dt / 1e9)
     return {"best_gflops": max(samples), "median_gflops": statistics.median(samples), "samples": [round(s, 1) for s in samples]}
+
+
+def matmul_probe(n: int = 1024, repeats: int = 2) -> float:
+    "A short contention probe taken just before each timed step: best fp32 mm GFLOP/s of `repeats` n x n products."
+    return matmul_peak([n], repeats)["best_gflops"]
 
 
 # ---------------------------------------------------------------- FLOP counting
@@ -154,24 +163,30 @@ def bench_row(label: str, cfg, model, opt, run_dir: Path, warmup: int, steps: in
     with counter: loss = train_step(model, opt, batches[0], ctx, 0)
     flops, vis_flops = counter.get_total_flops(), visual_flops(counter.get_flop_counts())
     for i in range(warmup): train_step(model, opt, batches[1 + i], ctx, 1 + i)
-    times = []
+    times, probes = [], []
     for i in range(1 + warmup, 1 + warmup + steps):
+        probes.append(matmul_probe())
         t0 = time.perf_counter(); loss = train_step(model, opt, batches[i], ctx, i); times.append(time.perf_counter() - t0)
     B = batches[0]["input_ids"].shape[0]
     med = statistics.median(times)
-    return {"label": label, "batch": B, "cross_match": cfg.loss.cross_match, "step_s": med, "min_step_s": min(times),
-            "times_s": [round(t, 3) for t in times], "samples_per_s": B / med, "gflop_per_step": flops / 1e9,
+    return {"label": label, "batch": B, "cross_match": cfg.loss.cross_match, "threads": torch.get_num_threads(), "step_s": med,
+            "min_step_s": min(times), "times_s": [round(t, 3) for t in times], "probe_gflops": [round(p, 1) for p in probes],
+            "frac_probe": statistics.median(flops / t / 1e9 / p for t, p in zip(times, probes)),
+            "samples_per_s": B / med, "gflop_per_step": flops / 1e9,
             "visual_gflop": vis_flops / 1e9, "achieved_gflops": flops / med / 1e9, "visual_fwd_s": time_visual(model, batches[-1]),
             "loader_s_per_batch": load_s, "text_len": batches[0]["input_ids"].shape[1], "loss": loss}
 
 
 # ---------------------------------------------------------------- report
 def print_table(rows: list[dict], peak: float) -> None:
-    head = f"{'row':30s} {'B':>3s} {'step s':>7s} {'min s':>6s} {'smp/s':>6s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'/peak':>6s} {'vis fwd s':>9s} {'vis GF':>6s} {'load s':>6s}"
+    head = (f"{'row':32s} {'thr':>3s} {'B':>3s} {'step s':>7s} {'min s':>6s} {'smp/s':>6s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'/peak':>6s} "
+            f"{'probe':>6s} {'/probe':>6s} {'vis fwd s':>9s} {'vis GF':>6s} {'load s':>6s}")
     print(head); print("-" * len(head))
     for r in rows:
-        print(f"{r['label']:30s} {r['batch']:3d} {r['step_s']:7.3f} {r['min_step_s']:6.3f} {r['samples_per_s']:6.2f} {r['gflop_per_step']:7.1f} "
-              f"{r['achieved_gflops']:8.1f} {r['achieved_gflops'] / peak:6.3f} {r['visual_fwd_s']:9.3f} {r['visual_gflop']:6.2f} {r['loader_s_per_batch']:6.2f}")
+        print(f"{r['label']:32s} {r['threads']:3d} {r['batch']:3d} {r['step_s']:7.3f} {r['min_step_s']:6.3f} {r['samples_per_s']:6.2f} "
+              f"{r['gflop_per_step']:7.1f} {r['achieved_gflops']:8.1f} {r['achieved_gflops'] / peak:6.3f} "
+              f"{statistics.median(r['probe_gflops']):6.1f} {r['frac_probe']:6.3f} {r['visual_fwd_s']:9.3f} {r['visual_gflop']:6.2f} "
+              f"{r['loader_s_per_batch']:6.2f}")
 
 
 def main(argv=None) -> dict:
@@ -203,6 +218,11 @@ def main(argv=None) -> dict:
         c = make_cfg(a.config, a.data, f"data.batch_size={a.match_batch}", "loss.cross_match=all_pairs")
         rows.append(bench_row(f"{a.config} all_pairs B={a.match_batch}", c, model, opt, run_dir, a.warmup, a.steps))
         print(f"  done {rows[-1]['label']}: {rows[-1]['step_s']:.3f} s/step ({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
+        if a.compare_threads and a.compare_threads != a.threads:
+            torch.set_num_threads(a.compare_threads)
+            rows.append(bench_row(f"{a.config} hard_k B={cfg.data.batch_size} {a.compare_threads}thr", cfg, model, opt, run_dir, a.warmup, a.steps))
+            torch.set_num_threads(a.threads)
+            print(f"  done {rows[-1]['label']}: {rows[-1]['step_s']:.3f} s/step ({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
     peak1 = matmul_peak(a.mm_sizes, a.mm_repeats)
     peak = max(peak0["best_gflops"], peak1["best_gflops"])
     print(f"[1] fp32 torch.mm peak (end):   best {peak1['best_gflops']:.1f} GFLOP/s, median {peak1['median_gflops']:.1f}; "
@@ -210,18 +230,24 @@ def main(argv=None) -> dict:
     print("FLOPs: torch.utils.flop_counter.FlopCounterMode over one full step (forward + backward + optimizer). Counted: mm/addmm/bmm,\n"
           "convolutions (depthwise ones included only as the counter counts them: k*k*2 per output element, tiny), and the\n"
           "CPU SDPA attention matmuls (added here via custom_mapping; torch's registry lacks the CPU flash kernels).\n"
-          "Not counted: attention softmax, LayerNorm, GELU, dropout, losses, AdamW. 'vis fwd s' = visual encoder forward alone.\n")
+          "Not counted: attention softmax, LayerNorm, GELU, dropout, losses, AdamW. 'vis fwd s' = visual encoder forward alone.\n"
+          "/peak: achieved / best matmul GFLOP/s of the run; probe: median of the 1024^2 mm probes (GFLOP/s, same thread count)\n"
+          "taken right before each timed step (contention gauge); /probe: median over steps of achieved / that step's probe.\n")
     print_table(rows, peak)
-    by = {(r["cross_match"], r["batch"]): r for r in rows}
+    by = {(r["cross_match"], r["batch"]): r for r in rows if r["threads"] == a.threads}
     demo, hk, ap = by[("hard_k", cfg.data.batch_size)], by[("hard_k", a.match_batch)], by[("all_pairs", a.match_batch)]
     print(f"\n[2] demo config ({a.config}, B={demo['batch']}): {demo['step_s']:.3f} s/step, {demo['samples_per_s']:.2f} samples/s, "
           f"{demo['gflop_per_step']:.1f} GFLOP/step -> {demo['achieved_gflops']:.1f} GFLOP/s = {demo['achieved_gflops'] / peak:.2f} of the "
           f"matmul peak (aim >= 0.5); visual forward {demo['visual_fwd_s']:.3f} s = {demo['visual_fwd_s'] / demo['step_s']:.0%} of the step "
-          f"for {demo['visual_gflop'] / demo['gflop_per_step']:.1%} of its FLOPs")
+          f"for {demo['visual_gflop'] / demo['gflop_per_step']:.1%} of its FLOPs; vs the per-step probe: {demo['frac_probe']:.2f}")
     print(f"[3] B={a.match_batch}: all_pairs {ap['step_s']:.3f} s/step vs hard_k {hk['step_s']:.3f} s/step -> x{ap['step_s'] / hk['step_s']:.2f} "
           f"(FLOPs x{ap['gflop_per_step'] / hk['gflop_per_step']:.2f})")
     print("[4] batch sweep (hard_k): " + ", ".join(f"B={r['batch']}: {r['step_s']:.3f} s, {r['samples_per_s']:.2f} smp/s"
-                                                  for r in rows if r["cross_match"] == "hard_k"))
+                                                  for r in rows if r["cross_match"] == "hard_k" and r["threads"] == a.threads))
+    for r in rows:
+        if r["threads"] != a.threads:
+            print(f"[threads] demo B={r['batch']}: {r['threads']} thread(s) {r['step_s']:.3f} s/step vs {a.threads} threads {demo['step_s']:.3f} s/step "
+                  f"(x{demo['step_s'] / r['step_s']:.2f} faster with {r['threads']})")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     total = time.perf_counter() - t_start
     print(f"\nmax RSS {rss:.2f} GiB; total {total:.0f} s")
