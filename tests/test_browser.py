@@ -143,12 +143,14 @@ def test_explore_runs_in_jupyterlab(lab_url, browser):
     # a person's query: type it, press Search, see the results change
     box = css(".snps3-query input")[0]
     box.clear(); box.send_keys("a big blue star")
+    wait_until(lambda: "look for a big blue star" in css(".snps3-status")[0].text, 30, "the kernel to echo the typed query")
     css("button.snps3-search")[0].click()
-    wait_until(lambda: "query: a big blue star" in css(".snps3-results")[0].text, 60, "the typed query's results")
-    wait_until(lambda: css(".snps3-results img"), 30, "the typed query's result figure")
-    assert_no_errors(browser, notebook_state(browser))
+    wait_until(lambda: "clips for a big blue star" in css(".snps3-status")[0].text, 60, "the typed query's results and attention maps")
+    assert "query: a big blue star" in css(".snps3-results")[0].text and css(".snps3-results img")
+    assert_no_errors(browser, wait_until(lambda: (s := notebook_state(browser))["kernel"] == "idle" and s, 30, "an idle kernel"))
 
     browser.execute_script("document.querySelector('.snps3-query').scrollIntoView({block: 'start'})")
+    wait_until(lambda: browser.execute_script("return [...document.images].every(i => i.complete)"), 10, "the images to load")
     time.sleep(0.5)
     out = REPO / "reports" / "explore_browser.png"
     out.parent.mkdir(exist_ok=True)
