@@ -26,7 +26,7 @@ from .train import (DistInfo, PretrainData, TaskHooks, _ann_path, gather_no_grad
 __all__ = ['EVALUATORS', 'answers_path', 'qa_vocab', 'QAModel', 'QADataset', 'collate_qa', 'build_qa_model', 'build_qa_data',
            'qa_losses', 'qa_hooks', 'finetune', 'load_for_eval', 'Gallery', 'encode_gallery', 'encode_queries',
            'cross_pair_scores', 'topk_pairs', 'reranked', 'retrieval_scores', 'retrieval_report', 'eval_ann',
-           'eval_retrieval', 'eval_qa', 'eval_mc', 'evaluate', 'retrieval_examples', 'clip_frames',
+           'eval_view', 'eval_retrieval', 'eval_qa', 'eval_mc', 'evaluate', 'retrieval_examples', 'clip_frames',
            'plot_retrieval_examples']
 
 # %% ../nbs/08a_downstream.ipynb #67c81d01
@@ -300,7 +300,7 @@ def _limit_clips(records: list[dict], max_clips: int) -> list[dict]:
     return [r for r in records if r["clip_name"] in keep]
 
 
-def _eval_view(cfg: Config, model_cfg: Config) -> Config:
+def eval_view(cfg: Config, model_cfg: Config) -> Config:
     "The evaluation config with the clip sampling and text length the checkpoint was trained with."
     m = model_cfg.data
     return replace(cfg, model=model_cfg.model, data=replace(cfg.data, n_clips=m.n_clips, num_frames=m.num_frames,
@@ -394,7 +394,7 @@ def evaluate(cfg: Config, # task: retrieval | qa | mc; eval.checkpoint; eval.spl
     device = get_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     model, model_cfg, ck = load_for_eval(cfg.eval.checkpoint, device)
-    cfg = _eval_view(cfg, model_cfg)
+    cfg = eval_view(cfg, model_cfg)
     save_config(cfg, out / "config.yaml")
     got = EVALUATORS[cfg.task](cfg, model, device, progress)
     dataset = cfg.eval.dataset or Path(cfg.data.root).resolve().name

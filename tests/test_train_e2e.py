@@ -21,6 +21,13 @@ def test_tiny_run_logs_every_loss_and_writes_run_dir(tiny_bench, tmp_path):
     # an existing run is never overwritten silently
     again = run_cli(pretrain_args(tiny_bench, tmp_path / "run", "train.max_steps=4"))
     assert again.returncode != 0 and "train.resume=auto" in again.stderr
+    # resuming a finished run trains nothing and keeps the summary and the metrics of the run that trained it
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    done = run_cli(pretrain_args(tiny_bench, tmp_path / "run", "train.max_steps=4", "train.resume=auto"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nothing to do" in done.stdout
+    assert (tmp_path / "run" / "summary.json").read_text() == summary
+    assert [x["step"] for x in metrics(tmp_path / "run")] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("extra", [("loss.cross_match=hard_k",),

@@ -30,7 +30,7 @@ def markdown(rs: list[dict], runs: Path) -> str:
     s = runs / "pretrain" / "summary.json"
     if s.exists():
         s = json.loads(s.read_text())
-        lines.append(f"\nPre-training: {s.get('steps')} steps this session, {s.get('wall_s', 0):.0f} s, {s.get('samples_per_s', 0):.1f} samples/s.")
+        lines.append(f"\nPre-training: {s.get('steps')} steps this session, {s.get('wall_time_s', 0):.0f} s, {s.get('samples_per_s', 0):.1f} samples/s.")
     return "\n".join(lines) + "\n"
 
 
