@@ -32,3 +32,20 @@ def latest_weights(run_dir):
     from safetensors.torch import load_file
     from snps3.train import list_checkpoints
     return load_file(str(list_checkpoints(run_dir)[-1] / "model.safetensors"))
+
+
+NBS = Path(__file__).resolve().parents[1] / "nbs"
+
+
+def papermill(nb, out, *params, timeout=600):
+    "Run `python -m papermill` on a workflow notebook under nbs/; fail with the tail of its output."
+    cmd = [sys.executable, "-m", "papermill", "--log-level", "WARNING", "-k", "python3", str(NBS / nb), str(out), *params]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
+    return out
+
+
+def scraps(path):
+    "The scrapbook scraps of an executed notebook as {name: data}."
+    import scrapbook as sb
+    return {k: v.data for k, v in sb.read_notebook(str(path)).scraps.items()}

@@ -6,26 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ENV
-
-NBS = Path(__file__).resolve().parents[1] / "nbs"
-TINY = ["-p", "config", "tiny_cpu", "-p", "seeds", "2", "-p", "max_steps", "3", "-p", "finetune_steps", "2",
-        "-y", "overrides: ['pretrain:train.eval_every=3']"]
-REPORTS = ("ablation_results.json", "ablation_curves.png")   # what every execution rewrites
+from helpers import ENV, scraps
+from helpers import papermill as run_nb
 
 
 def papermill(out, *params, timeout=600):
-    "Run `python -m papermill` on nbs/ablation.ipynb; fail with the tail of its output."
-    cmd = [sys.executable, "-m", "papermill", "--log-level", "WARNING", "-k", "python3", str(NBS / "ablation.ipynb"), str(out), *params]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
-    return out
+    "nbs/ablation.ipynb through papermill."
+    return run_nb("ablation.ipynb", out, *params, timeout=timeout)
 
-
-def scraps(path):
-    "The scrapbook scraps of an executed notebook as {name: data}."
-    import scrapbook as sb
-    return {k: v.data for k, v in sb.read_notebook(str(path)).scraps.items()}
+TINY = ["-p", "config", "tiny_cpu", "-p", "seeds", "2", "-p", "max_steps", "3", "-p", "finetune_steps", "2",
+        "-y", "overrides: ['pretrain:train.eval_every=3']"]
+REPORTS = ("ablation_results.json", "ablation_curves.png")   # what every execution rewrites
 
 
 def snapshot(root):

@@ -5,24 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ENV, metrics, run_cli
+from helpers import ENV, metrics, papermill, run_cli, scraps
 
-NBS = Path(__file__).resolve().parents[1] / "nbs"
 TINY = ["-p", "config", "tiny_cpu"]
-
-
-def papermill(nb, out, *params, timeout=600):
-    "Run `python -m papermill` on a workflow notebook; fail with the tail of its output."
-    cmd = [sys.executable, "-m", "papermill", "--log-level", "WARNING", "-k", "python3", str(NBS / nb), str(out), *params]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
-    return out
-
-
-def scraps(path):
-    "The scrapbook scraps of an executed notebook as {name: data}."
-    import scrapbook as sb
-    return {k: v.data for k, v in sb.read_notebook(str(path)).scraps.items()}
 
 
 @pytest.fixture(scope="module")
