@@ -56,6 +56,8 @@ class ModelConfig:
     embed_dim: int = 256                # width of the contrastive / LVWM embedding space
     gradient_checkpointing: bool = False # trade compute for memory in the BERT encoder
     dropout: float = 0.1                # BERT hidden and attention dropout (0 makes 1- and 2-process runs comparable bit for bit)
+    cross_pooler_init: str = "fresh"    # fresh: BERT init (std 0.02); copy: the text pooler's weights (MiniLM's was never trained: std 0.009, it shrinks [CLS] ~5x)
+    visual_tokens: str = "clip"         # clip: one pooled token per clip; grid2 / grid4: a 2x2 / 4x4 spatial grid of tokens per clip (keeps where things are)
     # tiny text trunk (text_model: tiny), for tests
     tiny_hidden_size: int = 32
     tiny_num_layers: int = 2
@@ -63,6 +65,8 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.architecture not in ("snp", "p3e"): raise ValueError(f"model.architecture must be 'snp' or 'p3e', got {self.architecture!r}")
+        if self.cross_pooler_init not in ("fresh", "copy"): raise ValueError(f"model.cross_pooler_init must be fresh|copy, got {self.cross_pooler_init!r}")
+        if self.visual_tokens not in ("clip", "grid2", "grid4"): raise ValueError(f"model.visual_tokens must be clip|grid2|grid4, got {self.visual_tokens!r}")
         if self.tiny_hidden_size % self.tiny_num_heads:
             raise ValueError(f"model.tiny_hidden_size ({self.tiny_hidden_size}) must be divisible by model.tiny_num_heads ({self.tiny_num_heads})")
 
@@ -83,19 +87,31 @@ class LossConfig:
     temperature: float = 0.05           # contrastive temperature
     cross_match: str = "hard_k"         # off | all_pairs (B^2 cross passes, the reference) | hard_k
     hard_k: int = 3                     # hard negatives per caption for cross_match=hard_k, sampled from the dual similarity
+    cross_match_v2t: bool = True        # hard_k: also score each clip's own caption against a sampled false caption (the column half of all_pairs' row ∪ column)
+    negative_temperature: float = 0.05  # hard negatives / ITM false captions are drawn ∝ softmax(dual sim / this); the contrastive τ by default
     itm: bool = True                    # image/video-text matching with false captions
+    itm_negatives: str = "captions"     # captions: each clip with a sampled false caption (one more cross pass); clips: reuse the cross-match hard-negative pairs (no extra pass)
     w_vtc: float = 1.0
     w_cross_match: float = 1.0
+    w_cross_match_v2t: float = 1.0
     w_itm: float = 1.0
     w_mlm: float = 1.0
     w_mlm_text: float = 1.0
     w_lvwm: float = 1.0
+    mlm_warmup: int = 0                 # steps in which the MLM losses train only the (fresh) MLM head: no MLM gradient reaches the shared BERT
+    mlm_ramp: int = 0                   # then steps over which the MLM gradient into the shared BERT ramps linearly from 0 to its full weight
+    grad_balance: bool = False          # rescale the losses so each one's gradient norm on the shared BERT is w_<loss> × a common value (re-measured every train.grad_norm_every steps)
 
     def __post_init__(self):
         if self.masking not in ("mlm", "mssm"): raise ValueError(f"loss.masking must be 'mlm' or 'mssm', got {self.masking!r}")
         if self.lvwm_stage not in ("before", "after", "both"): raise ValueError(f"loss.lvwm_stage must be before|after|both, got {self.lvwm_stage!r}")
         if self.cross_match not in ("off", "all_pairs", "hard_k"): raise ValueError(f"loss.cross_match must be off|all_pairs|hard_k, got {self.cross_match!r}")
         if not 0 <= self.attentive_masking <= 1: raise ValueError(f"loss.attentive_masking is a share of steps in [0, 1], got {self.attentive_masking}")
+        if self.itm_negatives not in ("captions", "clips"): raise ValueError(f"loss.itm_negatives must be captions|clips, got {self.itm_negatives!r}")
+        if self.itm_negatives == "clips" and self.itm and self.cross_match == "off":
+            raise ValueError("loss.itm_negatives=clips reuses the cross-match negatives: it needs loss.cross_match=hard_k or all_pairs")
+        if self.negative_temperature <= 0: raise ValueError(f"loss.negative_temperature must be > 0, got {self.negative_temperature}")
+        if self.mlm_warmup < 0 or self.mlm_ramp < 0: raise ValueError(f"loss.mlm_warmup and loss.mlm_ramp are step counts >= 0, got {self.mlm_warmup}, {self.mlm_ramp}")
         if not 0 < self.mask_prob < 1: raise ValueError(f"loss.mask_prob must be in (0, 1), got {self.mask_prob}")
 
 # %% ../nbs/01_config.ipynb #fa39319c
@@ -112,6 +128,8 @@ class TrainConfig:
     step_milestones: list = field(default_factory=list) # for schedule=step: steps at which lr is multiplied by step_gamma
     step_gamma: float = 0.1
     grad_clip: float = 1.0              # max global grad norm; 0 disables
+    head_lr_mult: float = 1.0           # lr multiplier for modules that start from scratch (heads, cross pooler, token projection); pretrained trunks keep train.lr
+    grad_norm_every: int = 0            # log grad/<loss>: each loss's gradient norm on the shared BERT, every N steps (one extra backward per loss); 0: never
     grad_accum: int = 1                 # micro-steps per optimizer step
     amp: str = "none"                   # none | bf16 | fp16 (fp16 uses a GradScaler; GPU only)
     seed: int = 0
@@ -129,6 +147,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.amp not in ("none", "bf16", "fp16"): raise ValueError(f"train.amp must be none|bf16|fp16, got {self.amp!r}")
         if self.schedule not in ("cosine", "step", "constant"): raise ValueError(f"train.schedule must be cosine|step|constant, got {self.schedule!r}")
+        if self.head_lr_mult <= 0: raise ValueError(f"train.head_lr_mult must be > 0, got {self.head_lr_mult}")
+        if self.grad_norm_every < 0: raise ValueError(f"train.grad_norm_every must be >= 0, got {self.grad_norm_every}")
         if self.grad_accum < 1: raise ValueError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
         if self.max_steps < 0: raise ValueError(f"train.max_steps must be >= 0, got {self.max_steps}")
 

@@ -25,9 +25,9 @@ from .train import (DistInfo, PretrainData, TaskHooks, _ann_path, gather_no_grad
 # %% auto #0
 __all__ = ['EVALUATORS', 'answers_path', 'qa_vocab', 'QAModel', 'QADataset', 'collate_qa', 'build_qa_model', 'build_qa_data',
            'qa_losses', 'qa_hooks', 'finetune', 'load_for_eval', 'Gallery', 'encode_gallery', 'encode_queries',
-           'cross_pair_scores', 'topk_pairs', 'reranked', 'retrieval_scores', 'retrieval_report', 'eval_ann',
-           'eval_view', 'eval_retrieval', 'eval_qa', 'eval_mc', 'evaluate', 'retrieval_examples', 'clip_frames',
-           'plot_retrieval_examples']
+           'cross_pair_scores', 'topk_pairs', 'reranked', 'hard_pairs', 'hard_pair_accuracy', 'retrieval_scores',
+           'retrieval_report', 'hard_pair_metrics', 'eval_ann', 'eval_view', 'eval_retrieval', 'eval_qa', 'eval_mc',
+           'evaluate', 'retrieval_examples', 'clip_frames', 'plot_retrieval_examples']
 
 # %% ../nbs/08a_downstream.ipynb #67c81d01
 def answers_path(run_dir) -> Path:
@@ -60,6 +60,8 @@ class QAModel(SNPModel):
         D = self.text.config.hidden_size
         self.answers = list(answers)
         self.qa_head = nn.Sequential(nn.Linear(D, 2 * D), nn.GELU(), nn.LayerNorm(2 * D), nn.Linear(2 * D, len(answers)))
+
+    def fresh_modules(self) -> list[str]: return super().fresh_modules() + ["qa_head"]
 
     def qa_logits(self, input_ids, attention_mask, video, clip_mask) -> torch.Tensor:
         "Answer logits [B,A] of questions [B,L] about videos [B,N,T,3,S,S]."
@@ -258,6 +260,34 @@ def reranked(sim: torch.Tensor, # [Nt,Nv] dual similarity
     below = sim - sim.max() + scores.min() - 1.0                                            # every unscored entry < every scored one
     return torch.where(scored, out, below)
 
+# %% ../nbs/08a_downstream.ipynb #1b781223
+def hard_pairs(clips: list[str], # gallery clip names
+               scenes: list[dict] # rows of the benchmark's scenes.jsonl ({clip_name, pair, differs_in})
+              ) -> list[tuple[int, int, str]]:
+    "(clip, partner clip, attribute) of every gallery clip whose hard-negative partner (same scene, one attribute changed) is in the gallery."
+    col = {c: i for i, c in enumerate(clips)}
+    by_pair = {}
+    for s in scenes:
+        if "pair" in s and s.get("clip_name") in col: by_pair.setdefault(s["pair"], []).append(s)
+    out = []
+    for group in by_pair.values():
+        if len(group) != 2: continue
+        a, b = group
+        out += [(col[a["clip_name"]], col[b["clip_name"]], a.get("differs_in", "?")), (col[b["clip_name"]], col[a["clip_name"]], b.get("differs_in", "?"))]
+    return out
+
+def hard_pair_accuracy(own: torch.Tensor, # [P] score of each caption with its own clip
+                       partner: torch.Tensor, # [P] score of the same caption with the partner clip
+                       attributes: list[str] # what the partner changed, per pair
+                      ) -> dict:
+    "Share (%) of captions that score their own clip strictly above its hard-negative partner: overall and per changed attribute."
+    win = (own > partner).float()
+    out = {"all": 100 * win.mean().item() if len(win) else float("nan")}
+    for a in sorted(set(attributes)):
+        sel = torch.tensor([x == a for x in attributes])
+        out[a] = 100 * win[sel].mean().item()
+    return out
+
 # %% ../nbs/08a_downstream.ipynb #fdc22c54
 def retrieval_scores(model: SNPModel, queries: dict, gallery: Gallery, rerank_k: int, device, batch_size: int = 64,
                      progress: bool = False) -> dict:
@@ -286,6 +316,25 @@ def retrieval_report(scores: dict, gt: list[list[int]]) -> dict:
     out.update({f"cross/{k}": v for k, v in t2v.items() if k.startswith("t2v")})
     out.update({f"cross/{k}": v for k, v in v2t.items() if k.startswith("v2t")})
     return out
+
+# %% ../nbs/08a_downstream.ipynb #65e73815
+def hard_pair_metrics(model: SNPModel, queries: dict, gallery: Gallery, gt: list[list[int]], scenes_file: Path, device,
+                      batch_size: int = 64) -> dict:
+    """The hard-negative test of the embedded benchmark: every caption of a test clip against the clip's partner (the same
+    scene with one attribute changed: colour, shape or action), by the dual and by the cross score. {} without scenes.jsonl."""
+    if not Path(scenes_file).is_file(): return {}
+    from snps3.core import read_jsonl
+    pairs = hard_pairs(gallery.names, read_jsonl(scenes_file))
+    partner = {a: (b, attr) for a, b, attr in pairs}
+    rows = [(t, a, *partner[a]) for t, clips in enumerate(gt) for a in clips if a in partner]   # (caption, own, partner, attribute)
+    if not rows: return {}
+    t, own, other = (torch.tensor([r[i] for r in rows]) for i in range(3))
+    attrs = [r[3] for r in rows]
+    sim = queries["emb"] @ gallery.emb.T                                                    # [Nt,Nv]
+    scores = cross_pair_scores(model, queries, gallery, torch.cat([torch.stack([t, own], 1), torch.stack([t, other], 1)]), device, batch_size)
+    out = {f"pairs/dual/{k}": v for k, v in hard_pair_accuracy(sim[t, own], sim[t, other], attrs).items()}
+    out.update({f"pairs/cross/{k}": v for k, v in hard_pair_accuracy(scores[:len(rows)], scores[len(rows):], attrs).items()})
+    return {**out, "pairs/n": len(rows)}
 
 # %% ../nbs/08a_downstream.ipynb #eb31bb76
 def eval_ann(cfg: Config) -> Path:
@@ -322,6 +371,7 @@ def eval_retrieval(cfg: Config, model: SNPModel, device, progress: bool = False)
     metrics.update({"n_clips": len(clips), "n_captions": len(caps), "rerank_k": 0 if sc["exact"] else cfg.eval.rerank_k,
                     "pairs_scored": sc["pairs_scored"], "encode_s": enc_s, "dual_s": sc["dual_s"], "cross_s": sc["cross_s"],
                     "skipped_media": len(gallery.skipped)})
+    metrics.update(hard_pair_metrics(model, queries, gallery, gt, Path(cfg.data.root) / "scenes.jsonl", device, cfg.eval.batch_size))
     return {"metrics": metrics, "extra": {"clips": clips, "captions": caps, "gt": gt, "scores": sc}}
 
 

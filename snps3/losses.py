@@ -80,13 +80,14 @@ def cross_match_loss(pos_scores: torch.Tensor, # [B] score of each caption with 
 def cross_match_all_pairs_loss(scores: torch.Tensor, # [B,B] cross scores, caption i (row) with clip j (column)
                                rows: torch.Tensor | None = None, # LongTensor [R]: the diagonal entries this rank scores (default: all)
                               ) -> tuple[torch.Tensor, dict]:
-    "MIL-NCE of the reference's all-pairs mode: each diagonal positive against its row and its column (mean over `rows`)."
+    "MIL-NCE of the reference's all-pairs mode: each diagonal positive against its row and its column, itself counted once (mean over `rows`)."
     if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
         raise ValueError(f"cross_match_all_pairs_loss: scores must be square [B,B], got {tuple(scores.shape)}")
     B = scores.shape[0]
     rows = torch.arange(B, device=scores.device) if rows is None else rows.to(scores.device)   # [R]
     pos = scores[rows, rows]                                                           # [R]
-    denom = torch.cat([scores[rows], scores[:, rows].T], 1).logsumexp(1)               # [R] row i ∪ column i
+    col = scores[:, rows].T.masked_fill(torch.eye(B, dtype=torch.bool, device=scores.device)[rows], -math.inf)  # [R,B] column i without S_ii
+    denom = torch.cat([scores[rows], col], 1).logsumexp(1)                              # [R] row i ∪ column i, S_ii once
     loss = (denom - pos).mean()
     eye = torch.eye(B, dtype=torch.bool, device=scores.device)[rows]                   # [R,B]
     acc = (pos > scores[rows].masked_fill(eye, -math.inf).max(1).values).float().mean() if B > 1 else torch.tensor(1.0)
@@ -153,11 +154,12 @@ def lvwm_scores(word_emb: torch.Tensor, # [B,K,E] vectors of the K chosen words 
                 word_valid: torch.Tensor, # BoolTensor [B,K]: which of the K words exist
                 video_emb: torch.Tensor, # [Bv,E] clip embeddings
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Word-to-video scores S [B,Bv] = logsumexp over valid words of <w_k, z_v>, and the usable rows [B]."
+    "Word-to-video scores S [B,Bv] = log-mean-exp over the valid words of <w_k, z_v> (no bonus for more words), and the usable rows [B]."
     usable = word_valid.any(1)                                                        # [B]
     dots = torch.einsum("bke,ve->bkv", word_emb, video_emb)                          # [B,K,Bv]
     dots = dots.masked_fill((~word_valid & usable[:, None])[..., None], -math.inf)    # unusable rows stay finite
-    S = dots.logsumexp(1)                                                             # [B,Bv]
+    n = word_valid.sum(1).clamp(min=1).to(dots.dtype)                                 # [B] valid words per caption
+    S = dots.logsumexp(1) - n.log()[:, None]                                          # [B,Bv] log-mean-exp
     return torch.where(usable[:, None], S, torch.zeros_like(S)), usable
 
 # %% ../nbs/06_losses.ipynb #9da42bad

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, math, os, random, shutil, subprocess, time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 from pathlib import Path
 
@@ -20,57 +20,84 @@ from .config import Config, config_hash, config_to_dict, save_config
 from .core import append_jsonl, atomic_write_json, get_device, seed_everything
 
 # %% auto #0
-__all__ = ['DistInfo', 'setup_distributed', 'all_reduce_sum', 'gather_no_grad', 'param_groups', 'get_lr', 'optimizer_to_tensors',
-           'optimizer_from_tensors', 'rng_state', 'set_rng_state', 'save_checkpoint', 'list_checkpoints',
-           'prune_checkpoints', 'resolve_checkpoint', 'read_safetensors', 'load_trainer_state', 'significant_words',
-           'PretrainData', 'build_pretrain_data', 'step_generator', 'StepContext', 'global_mean', 'mlm_term',
-           'lvwm_term', 'attentive_remask', 'matching_terms', 'pretrain_losses', 'encode_clips', 'encode_texts',
-           'dual_retrieval_eval', 'prepare_run_dir', 'truncate_metrics', 'sync_gradients', 'broadcast_parameters',
-           'load_weights', 'BatchStream', 'check_finite', 'TaskHooks', 'task_hooks', 'train']
+__all__ = ['DistInfo', 'setup_distributed', 'all_reduce_sum', 'reduce_scalars', 'gather_no_grad', 'param_groups', 'fresh_modules',
+           'get_lr', 'optimizer_to_tensors', 'optimizer_from_tensors', 'rng_state', 'set_rng_state', 'save_checkpoint',
+           'list_checkpoints', 'prune_checkpoints', 'resolve_checkpoint', 'read_safetensors', 'load_trainer_state',
+           'significant_words', 'PretrainData', 'build_pretrain_data', 'clip_index', 'step_generator', 'StepContext',
+           'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask', 'attention_received',
+           'same_pair_mask', 'matching_terms', 'pretrain_losses', 'encode_clips', 'encode_texts', 'dual_retrieval_eval',
+           'prepare_run_dir', 'truncate_metrics', 'sync_gradients', 'broadcast_parameters', 'load_weights',
+           'BatchStream', 'check_finite', 'shared_parameters', 'loss_grad_norms', 'balance_scales', 'TaskHooks',
+           'task_hooks', 'train']
 
 # %% ../nbs/07_train.ipynb #3a3f8813
 @dataclass
 class DistInfo:
-    "Where this process sits in a (possibly single-process) job."
+    "Where this process sits in a (possibly single-process) job, and the device its collectives use."
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     is_ddp: bool = False
+    device: torch.device = torch.device("cpu")   # NCCL reduces CUDA tensors only: every tensor handed to a collective lives here
     @property
     def is_main(self) -> bool: return self.rank == 0
 
 # %% ../nbs/07_train.ipynb #e4a02f04
 def setup_distributed(device: torch.device) -> DistInfo:
     "Join the torchrun process group when launched by torchrun (`RANK` set): NCCL on GPU, gloo on CPU."
-    if "RANK" not in os.environ: return DistInfo()
+    if "RANK" not in os.environ: return DistInfo(device=device)
     import torch.distributed as dist
     if not dist.is_initialized(): dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
-    if device.type == "cuda": torch.cuda.set_device(info.local_rank)
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True, device)
+    if device.type == "cuda": torch.cuda.set_device(info.local_rank); info.device = torch.device("cuda", info.local_rank)
     return info
 
 # %% ../nbs/07_train.ipynb #bcb2a861
 def all_reduce_sum(x: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
-    "Sum a tensor over ranks (identity in a single process)."
+    "Sum a tensor over ranks (identity in a single process); it must live on `dist_info.device` (NCCL cannot reduce CPU tensors)."
     if not dist_info.is_ddp: return x
     import torch.distributed as dist
+    _check_collective_device(x, dist_info)
     x = x.clone(); dist.all_reduce(x); return x
+
+def reduce_scalars(values: list[float], dist_info: DistInfo, dtype=torch.float64) -> list[float]:
+    "Sum python numbers over ranks through one tensor on the collective device."
+    return all_reduce_sum(torch.tensor(values, dtype=dtype, device=dist_info.device), dist_info).tolist()
+
+def _check_collective_device(x: torch.Tensor, dist_info: DistInfo) -> None:
+    "Refuse a tensor that is not on the collective device (a CPU tensor would stop an NCCL job at its first reduction)."
+    if x.device.type != dist_info.device.type:
+        raise RuntimeError(f"collective on a {x.device} tensor while this job reduces on {dist_info.device}: create it on dist_info.device")
 
 def gather_no_grad(x: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
     "Concatenate equal-shaped tensors from all ranks along dim 0 (no gradient)."
     if not dist_info.is_ddp: return x
     import torch.distributed as dist
+    _check_collective_device(x, dist_info)
     out = [torch.empty_like(x) for _ in range(dist_info.world_size)]
     dist.all_gather(out, x.contiguous()); return torch.cat(out)
 
 # %% ../nbs/07_train.ipynb #07ecbe5a
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    "AdamW groups: decay on weight matrices, none on biases, LayerNorm / norm weights and other 1-D parameters."
-    decay, no_decay = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float,
+                 fresh: tuple = (), # names of submodules that start from scratch (`model.fresh_modules()`)
+                 fresh_lr_mult: float = 1.0 # their learning-rate multiplier (train.head_lr_mult)
+                ) -> list[dict]:
+    "AdamW groups: decay on weight matrices, none on biases / norms / 1-D parameters; fresh modules get `lr_mult`."
+    groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad: continue
-        (no_decay if p.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        is_fresh = any(name == f or name.startswith(f + ".") for f in fresh)
+        decay = not (p.ndim < 2 or name.endswith(".bias") or "norm" in name.lower())
+        key = (decay, is_fresh)
+        if key not in groups: groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0, "lr_mult": fresh_lr_mult if is_fresh else 1.0}
+        groups[key]["params"].append(p)
+    return [groups[k] for k in sorted(groups, key=lambda k: (not k[0], k[1]))]
+
+# %% ../nbs/07_train.ipynb #a32356d3
+def fresh_modules(model, restarted: bool) -> tuple:
+    "Submodules that start from scratch: all of `model.fresh_modules()` from a plain init; after `train.restart` only the task's new heads."
+    if restarted: return tuple(p.rstrip(".") for p in getattr(model, "fresh_prefixes", ()))
+    return tuple(model.fresh_modules()) if hasattr(model, "fresh_modules") else ()
 
 # %% ../nbs/07_train.ipynb #b12b8b2c
 def get_lr(step: int, cfg) -> float:
@@ -225,6 +252,7 @@ class PretrainData:
     text: object
     micro_batch: int        # per rank
     val: dict | None        # {"loader", "captions", "gt"} for in-training dual R@1
+    clip_ids: torch.Tensor | None = None  # LongTensor [len(dataset)]: the clip of each item (negatives never come from the positive's clip)
 
 # %% ../nbs/07_train.ipynb #6f61d20a
 def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) -> PretrainData:
@@ -251,7 +279,12 @@ def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) 
         clips, caps, gt = retrieval_pairs([r for r in recs if r["clip_name"] in clips_set])
         cds = ClipDataset(clips, d.root, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict)
         val = {"loader": DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips), "captions": caps, "gt": gt}
-    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val)
+    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val, clip_index(records))
+
+def clip_index(records: list[dict]) -> torch.Tensor:
+    "An integer id per record: records of the same `clip_name` share it."
+    ids = {}
+    return torch.tensor([ids.setdefault(r["clip_name"], len(ids)) for r in records], dtype=torch.long)
 
 # %% ../nbs/07_train.ipynb #1e4a40ba
 def step_generator(seed: int, step: int, salt: int) -> torch.Generator:
@@ -269,24 +302,36 @@ class StepContext:
     mask_token_id: int
     special_ids: torch.Tensor           # LongTensor of special token ids
     queue: object = None                # EmbeddingQueue when loss.moco
+    clip_ids: torch.Tensor | None = None # LongTensor [len(dataset)]: clip of each dataset item (`PretrainData.clip_ids`)
+    loss_scales: dict = field(default_factory=dict) # loss.grad_balance: {name: multiplier of w_<name>}, updated on grad-norm steps
+
+    def weight(self, name: str) -> float:
+        "The weight of loss `name` in the total: `loss.w_<name>` (1 if none) × its balancing scale."
+        return getattr(self.cfg.loss, f"w_{name}", 1.0) * self.loss_scales.get(name, 1.0)
 
 # %% ../nbs/07_train.ipynb #08bfa7bc
 def global_mean(loss: torch.Tensor, n_local: int, ctx: StepContext) -> torch.Tensor:
     "Turn a local mean over `n_local` items into this rank's share of the global mean (DDP averages gradients over ranks)."
-    n_global = all_reduce_sum(torch.tensor(float(n_local)), ctx.dist).item()
+    n_global = reduce_scalars([float(n_local)], ctx.dist)[0]
     return loss * (n_local * ctx.dist.world_size / max(n_global, 1.0))
 
 # %% ../nbs/07_train.ipynb #6c412a05
+def mlm_trunk_grad(step: int, L) -> float:
+    "Share of the MLM gradient that reaches the shared BERT at `step`: 0 during `loss.mlm_warmup`, then a linear ramp over `loss.mlm_ramp`."
+    if step < L.mlm_warmup: return 0.0
+    if L.mlm_ramp == 0: return 1.0
+    return min(1.0, (step - L.mlm_warmup + 1) / L.mlm_ramp)
+
 def mlm_term(model, hidden: torch.Tensor, labels: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
     "MLM loss and accuracies (all / significant / other words) with logits only at masked positions."
     from snps3.losses import mlm_loss
-    logits, targets = model.mlm_logits(hidden, labels)                         # [M,V], [M]
+    logits, targets = model.mlm_logits(hidden, labels, mlm_trunk_grad(ctx.step, ctx.cfg.loss))   # [M,V], [M]
     loss, logs = mlm_loss(logits.float(), targets, ctx.significant.to(targets.device)[targets])
     return global_mean(loss, targets.numel(), ctx), logs
 
 # %% ../nbs/07_train.ipynb #b992fb89
 def lvwm_term(model, batch: dict, text_hidden, video_all, pos, ctx: StepContext) -> tuple[torch.Tensor, dict]:
-    """LVWM with word vectors from the embedding layer ('before'), the text pass ('after'), or the mean of both.
+    """LVWM with word vectors from the embedding layer ('before'), the text pass ('after'), or the sum of both (as the reference adds them).
     Word vectors are gathered over ranks (with gradients) so every rank sees the global batch's words as negatives."""
     from snps3.losses import lvwm_loss, gather_with_grad
     stage, B = ctx.cfg.loss.lvwm_stage, batch["input_ids"].shape[0]
@@ -298,7 +343,7 @@ def lvwm_term(model, batch: dict, text_hidden, video_all, pos, ctx: StepContext)
                           text_offset=ctx.dist.rank * B)
         losses.append(global_mean(l, B - int(lg["lvwm_skipped"]), ctx))
         logs.update({f"{k}_{s}" if stage == "both" else k: v for k, v in lg.items()})
-    return sum(losses) / len(losses), logs
+    return sum(losses), logs
 
 # %% ../nbs/07_train.ipynb #5bda80a4
 def attentive_remask(model, batch: dict, vis, ctx: StepContext, gen: torch.Generator) -> dict:
@@ -306,8 +351,7 @@ def attentive_remask(model, batch: dict, vis, ctx: StepContext, gen: torch.Gener
     ids, att = batch["input_ids"], batch["attention_mask"]                      # [B,L]
     with torch.no_grad():
         cr = model.cross(ids, att, vis.tokens.detach(), vis.mask, output_attentions=True)
-        a = cr.attentions[-1].float().mean(1)                                   # [B,S,S] last layer, heads averaged
-        received = a[:, ids.shape[1]:, :ids.shape[1]].sum(1)                    # [B,L] attention paid by visual tokens (+SEP)
+        received = attention_received(cr.attentions[-1].float().mean(1), ids.shape[1], vis.mask)  # [B,L] last layer, heads averaged
     real = att.bool() & ~torch.isin(ids, ctx.special_ids.to(ids.device))        # [B,L]
     cand = real & ctx.significant.to(ids.device)[ids] if ctx.cfg.loss.masking == "mssm" else real
     cand = torch.where(cand.any(1, keepdim=True), cand, real)                   # no significant word: any real token
@@ -327,36 +371,65 @@ def _pad_to(x: torch.Tensor, length: int, value=0) -> torch.Tensor:
     "Right-pad [B,L] to [B,length] (so that ranks can gather text of different lengths)."
     return F.pad(x, (0, length - x.shape[1]), value=value)
 
+# %% ../nbs/07_train.ipynb #47f4a26a
+def attention_received(attn: torch.Tensor, # [B,S,S] attention of the cross pass (S = L+N+1: words, visual tokens, SEP)
+                       text_len: int, # L
+                       visual_mask: torch.Tensor # BoolTensor [B,N]: real (not padded) visual tokens
+                      ) -> torch.Tensor:
+    "Attention each word receives from the real visual tokens and SEP: [B,L] (padded clips' rows are left out)."
+    rows = torch.cat([visual_mask, visual_mask.new_ones(visual_mask.shape[0], 1)], 1).to(attn.dtype)  # [B,N+1]
+    return (attn[:, text_len:, :text_len] * rows[..., None]).sum(1)                                  # [B,L]
+
 # %% ../nbs/07_train.ipynb #f94d18cd
+def same_pair_mask(ids_all: torch.Tensor, # LongTensor [Bg,L] the global micro-batch's captions (padded alike)
+                   clips_all: torch.Tensor | None # LongTensor [Bg] their clip ids, or None
+                  ) -> torch.Tensor:
+    "BoolTensor [Bg,Bg]: items i, j share the caption text or the clip (never a negative for each other)."
+    same = (ids_all[:, None, :] == ids_all[None, :, :]).all(-1)                    # [Bg,Bg] same caption text
+    if clips_all is not None: same |= clips_all[:, None] == clips_all[None, :]
+    return same
+
+def _allowed_exclusion(same: torch.Tensor) -> torch.Tensor:
+    "Exclude `same` pairs from negative sampling, except in rows that would have no negative left (tiny batches)."
+    return same & ~same.all(1, keepdim=True)
+
 def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContext) -> tuple[dict, dict]:
-    "Cross-encoder matching (MIL-NCE over pair scores: all pairs or hard-k) and ITM with false captions, built alike."
+    """Cross-encoder matching (MIL-NCE over pair scores: all pairs or hard-k) and ITM with false captions, built alike.
+    Negatives are drawn ∝ softmax(dual sim / loss.negative_temperature), never with the same caption text or clip."""
     from snps3.losses import cross_match_loss, cross_match_all_pairs_loss, itm_loss, sample_hard_negatives, gather_with_grad
     L, ids, att = ctx.cfg.loss, batch["input_ids"], batch["attention_mask"]
-    B, losses, logs = ids.shape[0], {}, {}
+    B, losses, logs, Lmax = ids.shape[0], {}, {}, ctx.cfg.data.max_text_len
     pos_cross = model.cross(ids, att, vis.tokens, vis.mask)                     # positives: raw captions with their own clips
     with torch.no_grad(): sim = gather_no_grad(txt.text_emb.detach(), ctx.dist).float() @ video_all.detach().float().T  # [Bg,Bg]
-    Bg, rows = sim.shape[0], pos
+    ids_all = gather_no_grad(_pad_to(ids, Lmax), ctx.dist); att_all = gather_no_grad(_pad_to(att, Lmax), ctx.dist)  # [Bg,Lmax]
+    clips = ctx.clip_ids.to(ids.device)[batch["index"]] if ctx.clip_ids is not None and "index" in batch else None
+    same = _allowed_exclusion(same_pair_mask(ids_all, None if clips is None else gather_no_grad(clips, ctx.dist)).cpu())  # [Bg,Bg]
+    Bg, rows, tau = sim.shape[0], pos, L.negative_temperature
     if L.cross_match != "off":
         tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N]
         if L.cross_match == "hard_k":
-            negs = sample_hard_negatives(sim, torch.arange(Bg), L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 1))[rows.cpu()]  # [B,k]
+            negs = sample_hard_negatives(sim, torch.arange(Bg), L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 1), same, tau)[rows.cpu()]  # [B,k]
         else:
             negs = torch.stack([torch.cat([torch.arange(r), torch.arange(r + 1, Bg)]) for r in rows.tolist()])  # [B,Bg-1] every other clip
         k = negs.shape[1]
         neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), tokens_all[negs.flatten()], mask_all[negs.flatten()])
         pos_s, neg_s = model.match_score(pos_cross.pooled).float(), model.match_score(neg.pooled).float().view(B, k)  # [B], [B,k]
-        if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, neg_s)
+        if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, neg_s)   # caption-anchored: own clip vs k clips
         else:  # all pairs: this rank's caption rows [B,Bg], gathered into the global [Bg,Bg] matrix (row ∪ column per positive)
             local = torch.zeros(B, Bg, device=neg_s.device).scatter(1, negs.to(neg_s.device), neg_s).scatter(1, rows[:, None], pos_s[:, None])
             losses["cross_match"], lg = cross_match_all_pairs_loss(gather_with_grad(local), rows)
         logs.update(lg)
-    if L.itm:
-        Lmax = ctx.cfg.data.max_text_len
-        ids_all = gather_no_grad(_pad_to(ids, Lmax), ctx.dist); att_all = gather_no_grad(_pad_to(att, Lmax), ctx.dist)  # [Bg,Lmax]
-        false = sample_hard_negatives(sim.T.contiguous(), torch.arange(Bg), 1, step_generator(ctx.cfg.train.seed, ctx.step, 2))[rows.cpu(), 0]  # [B]
+    need_false = (L.itm and L.itm_negatives == "captions") or (L.cross_match == "hard_k" and L.cross_match_v2t)
+    if need_false:                                                              # each clip with a sampled false caption
+        false = sample_hard_negatives(sim.T.contiguous(), torch.arange(Bg), 1, step_generator(ctx.cfg.train.seed, ctx.step, 2), same.T, tau)[rows.cpu(), 0]  # [B]
         fl = int(att_all[false].sum(1).max())
-        neg_itm = model.cross(ids_all[false][:, :fl], att_all[false][:, :fl], vis.tokens, vis.mask)  # each clip with a false caption
-        logits = model.itm_logits(torch.cat([pos_cross.pooled, neg_itm.pooled])).float()            # [2B,2]
+        neg_cap = model.cross(ids_all[false][:, :fl], att_all[false][:, :fl], vis.tokens, vis.mask)
+    if L.cross_match == "hard_k" and L.cross_match_v2t:                         # video-anchored: own caption vs the false one
+        losses["cross_match_v2t"], lg = cross_match_loss(pos_s, model.match_score(neg_cap.pooled).float()[:, None])
+        logs["cross_match_v2t_acc"] = lg["cross_match_acc"]
+    if L.itm:
+        neg_pooled = neg.pooled[torch.arange(B, device=neg.pooled.device) * k] if L.itm_negatives == "clips" else neg_cap.pooled  # [B,D]
+        logits = model.itm_logits(torch.cat([pos_cross.pooled, neg_pooled])).float()                  # [2B,2]
         labels = torch.cat([torch.ones(B), torch.zeros(B)]).long().to(logits.device)
         losses["itm"], lg = itm_loss(logits, labels); logs.update(lg)
     return losses, logs
@@ -389,7 +462,7 @@ def pretrain_losses(model, batch: dict, ctx: StepContext) -> tuple[torch.Tensor,
     if L.cross_match != "off" or L.itm:
         more, lg = matching_terms(model, batch, vis, txt, video_all, pos, ctx); losses.update(more); logs.update(lg)
     if ctx.queue is not None: logs["_video_all"] = video_all.detach()
-    total = sum(getattr(L, f"w_{k}") * v for k, v in losses.items())
+    total = sum(ctx.weight(k) * v for k, v in losses.items())
     return total, losses, logs
 
 # %% ../nbs/07_train.ipynb #988b7e3a
@@ -506,11 +579,10 @@ def _refill(batch: dict, size: int) -> dict:
 
 # %% ../nbs/07_train.ipynb #869eaf47
 def _log_record(step: int, lr: float, window: list[dict], dist_info: DistInfo) -> dict:
-    "Average a window of per-micro-step scalars, then over ranks."
+    "Average a window of per-micro-step scalars, then over ranks (one reduction, on the collective device)."
     keys = sorted({k for w in window for k in w})
-    vals = torch.tensor([np.mean([w[k] for w in window if k in w]) for k in keys], dtype=torch.float64)
-    vals = all_reduce_sum(vals, dist_info) / dist_info.world_size
-    return {"step": step, "lr": lr, **dict(zip(keys, vals.tolist()))}
+    vals = [v / dist_info.world_size for v in reduce_scalars([float(np.mean([w[k] for w in window if k in w])) for k in keys], dist_info)]
+    return {"step": step, "lr": lr, **dict(zip(keys, vals))}
 
 # %% ../nbs/07_train.ipynb #f38088ba
 def _scalar_logs(losses: dict, logs: dict, total: torch.Tensor) -> dict:
@@ -523,12 +595,44 @@ def _scalar_logs(losses: dict, logs: dict, total: torch.Tensor) -> dict:
 def check_finite(step: int, losses: dict, total: torch.Tensor, dist_info: DistInfo, last_ckpt) -> None:
     "Stop with an error naming the step and the loss when any loss is NaN / inf (on any rank); no checkpoint is written."
     bad = [k for k, v in losses.items() if not torch.isfinite(v).all()] or ([] if torch.isfinite(total) else ["total"])
-    flag = all_reduce_sum(torch.tensor(float(bool(bad))), dist_info)
-    if flag.item() > 0:
+    flag = reduce_scalars([float(bool(bad))], dist_info)[0]
+    if flag > 0:
         names = ", ".join(f"loss/{k}" for k in bad) or "a loss on another rank"
         raise FloatingPointError(f"step {step}: {names} is not finite (NaN or inf). Training stopped without saving; "
                                  f"the last good checkpoint is {last_ckpt or 'none (no checkpoint was written yet)'}. "
                                  "Lower train.lr, enable train.grad_clip, or check the data of this step.")
+
+# %% ../nbs/07_train.ipynb #5ce3b193
+def shared_parameters(model) -> list[torch.nn.Parameter]:
+    "The trainable parameters of the shared text BERT (SNP: the text and the cross pass; P3E: the text encoder that feeds fusion)."
+    return [p for p in model.text.parameters() if p.requires_grad]
+
+def loss_grad_norms(losses: dict, # {name: scalar loss} of one micro-batch, graph alive
+                    weight: Callable, # name -> its weight in the total (`StepContext.weight`)
+                    params: list, # the shared parameters
+                    dist_info: DistInfo | None = None # average the norms over ranks
+                   ) -> dict:
+    "‖∂(w·loss)/∂θ_shared‖ for every loss (one backward each, the graph kept for the total's backward)."
+    names, out = [], []
+    for name, loss in losses.items():
+        if not loss.requires_grad: continue
+        grads = torch.autograd.grad(weight(name) * loss, params, retain_graph=True, allow_unused=True)
+        sq = [g.float().pow(2).sum() for g in grads if g is not None]
+        names.append(name); out.append(float(torch.stack(sq).sum().sqrt()) if sq else 0.0)
+    if dist_info is not None and dist_info.is_ddp and out: out = [v / dist_info.world_size for v in reduce_scalars(out, dist_info)]
+    return dict(zip(names, out))
+
+def balance_scales(norms: dict, # {name: gradient norm of w·scale·loss on the shared network}
+                   scales: dict, # the current {name: scale}
+                   weights: dict, # {name: loss.w_<name>}: each loss's share of the balanced gradient
+                   bounds: tuple = (1e-3, 1e3) # no loss is scaled beyond these
+                  ) -> dict:
+    """loss.grad_balance: scales that make every loss's gradient norm on the shared network equal to w_<name> × the
+    geometric mean of the unweighted norms (so the w_<name> set shares, not raw magnitudes)."""
+    raw = {k: v / (scales.get(k, 1.0) * weights.get(k, 1.0)) for k, v in norms.items() if v > 0 and weights.get(k, 1.0) > 0}
+    if not raw: return dict(scales)
+    target = math.exp(sum(math.log(v) for v in raw.values()) / len(raw))
+    return {**scales, **{k: min(max(target / v, bounds[0]), bounds[1]) for k, v in raw.items()}}
 
 # %% ../nbs/07_train.ipynb #6bc0ff94
 def _autocast(device: torch.device, amp: str):
@@ -583,7 +687,8 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
     model = hooks.build_model(cfg, run_dir, dist_info).to(device)
     if tc.restart: load_weights(model, tc.restart)
     data = hooks.build_data(cfg, model, run_dir, dist_info)
-    optimizer = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2),
+    fresh = fresh_modules(model, bool(tc.restart))
+    optimizer = torch.optim.AdamW(param_groups(model, tc.weight_decay, fresh, tc.head_lr_mult), lr=tc.lr, betas=(tc.beta1, tc.beta2),
                                   fused=device.type in ("cpu", "cuda"))   # fused: ~4x faster optimizer step on CPU (measured)
     scaler = torch.amp.GradScaler("cuda") if tc.amp == "fp16" else None
     queue = EmbeddingQueue(cfg.loss.moco_queue, cfg.model.embed_dim).to(device) if cfg.loss.moco and cfg.loss.vtc else None
@@ -603,20 +708,26 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
         return json.loads((run_dir / "summary.json").read_text())
     broadcast_parameters(model, dist_info)
     stream = BatchStream(data, state["epoch"], state["batch_in_epoch"])
-    ctx = StepContext(cfg, dist_info, start_step, data.text.significant, tok.mask_token_id, torch.tensor(tok.all_special_ids), queue)
+    ctx = StepContext(cfg, dist_info, start_step, data.text.significant, tok.mask_token_id, torch.tensor(tok.all_special_ids), queue,
+                      getattr(data, "clip_ids", None), dict(state.get("loss_scales", {})))
+    shared = shared_parameters(model)
     model.train()
     t0, samples, window, bar = time.time(), state["samples"], [], _progress(tc.max_steps, start_step, not (progress and dist_info.is_main))
     for step in range(start_step, tc.max_steps):
         # learning rate for this step
         lr = get_lr(step, tc)
-        for g in optimizer.param_groups: g["lr"] = lr
+        for g in optimizer.param_groups: g["lr"] = lr * g.get("lr_mult", 1.0)
         # micro-steps: forward under autocast, backward of the scaled loss
         ctx.step = step
-        for _ in range(tc.grad_accum):
+        for micro in range(tc.grad_accum):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
             with _autocast(device, tc.amp): total, losses, logs = hooks.losses(model, batch, ctx)
             if step == tc.inject_nan_at: total = total * float("nan"); losses = {**losses, "injected": total}
             check_finite(step, losses, total, dist_info, last_ckpt)
+            if micro == 0 and tc.grad_norm_every and ((step + 1) % tc.grad_norm_every == 0 or (cfg.loss.grad_balance and step == 0)):
+                norms = loss_grad_norms(losses, ctx.weight, shared, dist_info)   # one extra backward per loss
+                logs.update({f"grad/{k}": v for k, v in norms.items()})
+                if cfg.loss.grad_balance: ctx.loss_scales = balance_scales(norms, ctx.loss_scales, {k: getattr(cfg.loss, f"w_{k}", 1.0) for k in norms})
             (scaler.scale(total / tc.grad_accum) if scaler else total / tc.grad_accum).backward()
             window.append(_scalar_logs(losses, logs, total)); samples += batch["input_ids"].shape[0] * dist_info.world_size
             if queue is not None: queue.enqueue(logs["_video_all"])
@@ -638,7 +749,7 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
             m = dual_retrieval_eval(model, data.val, tok, cfg.data.max_text_len, device)
             append_jsonl(run_dir / "metrics.jsonl", {"step": done, **{f"val/{k}": v for k, v in m.items()}})
         if (tc.save_every and done % tc.save_every == 0) or done == tc.max_steps:
-            st = {**stream.state(), "samples": samples, "wall_s": state["wall_s"] + time.time() - t0}
+            st = {**stream.state(), "samples": samples, "wall_s": state["wall_s"] + time.time() - t0, "loss_scales": ctx.loss_scales}
             if dist_info.is_main:
                 last_ckpt = save_checkpoint(run_dir, done, model, optimizer, scaler, _queue_tensors(queue), st, tc.keep_checkpoints)
             _barrier(dist_info)
@@ -654,7 +765,7 @@ def _queue_tensors(queue) -> dict:
 
 def _summary(cfg, run_dir, steps, wall, samples, stream, dist_info, last_ckpt) -> dict:
     "What `summary.json` holds."
-    skipped = int(all_reduce_sum(torch.tensor(float(len(stream.skipped))), dist_info).item())
+    skipped = int(reduce_scalars([float(len(stream.skipped))], dist_info)[0])
     return {"steps": steps, "total_steps": cfg.train.max_steps, "wall_time_s": round(wall, 3), "samples": samples,
             "samples_per_s": round(samples / max(wall, 1e-9), 3), "skipped_media": skipped, "skipped_examples": stream.skipped[:20],
             "world_size": dist_info.world_size, "config_hash": config_hash(cfg), "last_checkpoint": str(last_ckpt) if last_ckpt else None,

@@ -12,7 +12,7 @@ from .core import atomic_write_json, read_jsonl, sha256_file
 
 # %% auto #0
 __all__ = ['notebook_config', 'cli_overrides', 'launch_torchrun', 'read_metrics', 'data_manifest_hash', 'write_results',
-           'plot_losses', 'plot_columns']
+           'plot_losses', 'plot_columns', 'plot_grad_norms']
 
 # %% ../nbs/11_workflow.ipynb #ca97d644
 def notebook_config(config: str, # yml path or shipped config name
@@ -86,4 +86,19 @@ def plot_columns(df, cols: list[str], title: str, ylabel: str, ax=None):
         if c in df:
             d = df.dropna(subset=[c]); ax.plot(d["step"], d[c], marker="o" if len(d) < 30 else None, ms=3, label=c)
     ax.set(xlabel="step", ylabel=ylabel, title=title); ax.legend(fontsize=8); ax.grid(alpha=.3)
+    return ax
+
+# %% ../nbs/11_workflow.ipynb #bdf4c1a2
+def plot_grad_norms(df, # from `read_metrics` of a run with train.grad_norm_every > 0
+                    ax=None):
+    "Each loss's gradient norm on the shared BERT (`grad/<loss>`, log scale): what the text and the fusion objectives do to one network."
+    import matplotlib.pyplot as plt
+    cols = sorted(c for c in df.columns if c.startswith("grad/"))
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    for c in cols:
+        d = df.dropna(subset=[c]); ax.plot(d["step"], d[c], marker="o" if len(d) < 30 else None, ms=3, label=c[5:])
+    ax.set(xlabel="step", ylabel="‖∂(w·loss)/∂θ_shared‖", title="gradient norm of each loss on the shared BERT")
+    if cols: ax.set_yscale("log"); ax.legend(fontsize=8, ncol=2)
+    else: ax.text(0.5, 0.5, "no grad/<loss> columns: set train.grad_norm_every", ha="center", transform=ax.transAxes)
+    ax.grid(alpha=.3, which="both")
     return ax

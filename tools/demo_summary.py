@@ -6,7 +6,8 @@ import argparse, json
 from pathlib import Path
 
 HEADLINE = {"retrieval": ["dual/t2v/R@1", "dual/t2v/R@5", "dual/t2v/R@10", "dual/t2v/MedR", "cross/t2v/R@1", "cross/t2v/R@5",
-                          "cross/t2v/MedR", "cross/v2t/R@1", "rerank_k", "n_clips", "n_captions"],
+                          "cross/t2v/MedR", "cross/v2t/R@1", "pairs/dual/all", "pairs/cross/all", "pairs/cross/action", "rerank_k",
+                          "n_clips", "n_captions"],
             "qa": ["acc", "oov_share", "n_questions"], "mc": ["acc", "dual_acc", "chance", "n_questions"]}
 
 
@@ -31,7 +32,29 @@ def markdown(rs: list[dict], runs: Path) -> str:
     if s.exists():
         s = json.loads(s.read_text())
         lines.append(f"\nPre-training: {s.get('steps')} steps this session, {s.get('wall_time_s', 0):.0f} s, {s.get('samples_per_s', 0):.1f} samples/s.")
+    lines += pretrain_losses(runs / "pretrain")
     return "\n".join(lines) + "\n"
+
+
+def pretrain_losses(run: Path, last: int = 3) -> list[str]:
+    """Markdown lines: each pre-training loss at the first logged step and at the end (mean of the last `last` logged
+    steps), against the chance value of the matching losses: ln(hard_k + 1) for cross matching, ln 2 for ITM."""
+    import math, yaml
+    m, c = run / "metrics.jsonl", run / "config.yaml"
+    if not m.exists(): return []
+    recs = [r for r in (json.loads(l) for l in m.read_text().splitlines() if l.strip()) if "loss" in r]
+    if not recs: return []
+    cfg = yaml.safe_load(c.read_text()) if c.exists() else {}
+    k = cfg.get("loss", {}).get("hard_k", 3)
+    chance = {"loss/cross_match": math.log(k + 1), "loss/itm": math.log(2)}
+    out = ["", f"Pre-training losses (first logged step {recs[0]['step']}, end = mean of the last {last} logged steps up to step {recs[-1]['step']}):", "",
+           "| loss | first | end | chance | end vs chance |", "|---|---|---|---|---|"]
+    for key in sorted(k for k in recs[-1] if k.startswith("loss/")):
+        end = sum(r.get(key, float("nan")) for r in recs[-last:]) / len(recs[-last:])
+        ch = chance.get(key)
+        rel = f"{100 * (end / ch - 1):+.1f} %" if ch else ""
+        out.append(f"| {key} | {recs[0].get(key, float('nan')):.4f} | {end:.4f} | {f'{ch:.4f}' if ch else ''} | {rel} |")
+    return out
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from .vision import VideoEncoder, VisualOutput, embedding_mlp, hub_offline
 
 # %% auto #0
 __all__ = ['TEXT_MODELS', 'minilm_dir', 'sep_token_id', 'text_model_source', 'text_config', 'build_text_model',
-           'is_checkpointing', 'TextOutput', 'CrossOutput', 'eager_attention', 'SNPModel', 'compare_param_counts']
+           'is_checkpointing', 'scale_grad', 'visual_token_count', 'TextOutput', 'CrossOutput', 'eager_attention',
+           'SNPModel', 'FusionEmbeddings', 'compare_param_counts']
 
 # %% ../../nbs/05_models.snp.ipynb #481b6918
 TEXT_MODELS = ("minilm", "bert-base-uncased", "tiny")  # or a local Hugging Face BERT directory
@@ -97,6 +98,17 @@ def is_checkpointing(model: nn.Module) -> bool:
     "True when some layer of `model` recomputes its activations in the backward pass."
     return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
+# %% ../../nbs/05_models.snp.ipynb #2cccdd98
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    "Identity in the forward pass; multiplies the gradient by `scale` in the backward pass (0: detached)."
+    if scale == 1: return x
+    if scale == 0: return x.detach()
+    return x.detach() + scale * (x - x.detach())
+
+def visual_token_count(cfg: Config) -> int:
+    "Visual tokens per video: one per clip, or a g×g grid per clip."
+    return cfg.data.n_clips * {"clip": 1, "grid2": 4, "grid4": 16}[cfg.model.visual_tokens]
+
 # %% ../../nbs/05_models.snp.ipynb #e66ee935
 @dataclass
 class TextOutput:
@@ -139,15 +151,14 @@ class SNPModel(nn.Module):
         tc, D, E = self.text.config, self.text.config.hidden_size, m.embed_dim
         _check_lengths(cfg, tc)
         self.visual = VideoEncoder(m, D)                             # tokens [B,N,D], video_emb [B,E]
-        self.cross_encoder = _separate_cross_encoder(self.text) if m.architecture == "p3e" else None
-        self.cross_pooler = BertPooler(tc)                           # own copy, initialised from the text pooler
-        self.cross_pooler.load_state_dict(self.text.pooler.state_dict())
+        self.sep_token_id = sep_token_id(m, tc)
+        self.cross_encoder = _separate_cross_encoder(self.text, visual_token_count(cfg), self.sep_token_id) if m.architecture == "p3e" else None
+        self.cross_pooler = _cross_pooler(self.text, m.cross_pooler_init)  # own pooler: fresh (default) or a copy of the text pooler
         self.text_head, self.word_head = embedding_mlp(D, D, E), embedding_mlp(D, D, E)  # caption / LVWM word embeddings
         self.mlm_transform = BertPredictionHeadTransform(tc)          # dense + GELU + LayerNorm; decoder = word embeddings
         self.mlm_bias = nn.Parameter(torch.zeros(tc.vocab_size))
         self.itm_head = nn.Linear(D, 2)
         self.match_head = embedding_mlp(D, D, 1)                     # cross matching score
-        self.sep_token_id = sep_token_id(m, tc)
 
     @property
     def cross_net(self) -> BertModel:
@@ -181,15 +192,20 @@ class SNPModel(nn.Module):
         return self.visual(video, clip_mask)
 
     def cross_inputs(self, input_ids, attention_mask, visual_tokens, visual_mask) -> dict:
-        "`BertModel` keyword inputs of the cross pass: [words (type 0, pos 0..L-1) ; visual (type 1, pos 0..N-1) ; SEP (type 1, pos N)]."
-        (B, L), N, dev = input_ids.shape, visual_tokens.shape[1], input_ids.device
-        emb = self.cross_net.embeddings.word_embeddings
+        """`BertModel` keyword inputs of the cross pass. SNP: [words (type 0, pos 0..L-1) ; visual (type 1, pos 0..N-1) ; SEP (type 1, pos N)]
+        through the shared embedding layer. P3E: [the text encoder's output ; LN(visual + own positions) ; SEP] into the fusion encoder."""
+        (B, L), N = input_ids.shape, visual_tokens.shape[1]
+        mask = torch.cat([attention_mask, visual_mask.to(attention_mask.dtype), attention_mask.new_ones(B, 1)], 1)  # [B,L+N+1]
+        if self.cross_encoder is not None:                                                    # P3E: text encoder -> fusion encoder
+            text_hidden = self.encode_text(input_ids, attention_mask).hidden                  # [B,L,D]
+            embeds = torch.cat([text_hidden, self.cross_encoder.embeddings.embed_visual(visual_tokens.to(text_hidden.dtype))], 1)  # [B,L+N+1,D]
+            return dict(inputs_embeds=embeds, attention_mask=mask)
+        emb, dev = self.text.embeddings.word_embeddings, input_ids.device
         assert visual_tokens.shape == (B, N, emb.embedding_dim), (visual_tokens.shape, (B, N, emb.embedding_dim))
         sep = emb.weight[self.sep_token_id].expand(B, 1, -1)                                  # [B,1,D]
         embeds = torch.cat([emb(input_ids), visual_tokens.to(emb.weight.dtype), sep], 1)      # [B,L+N+1,D]
         pos = torch.cat([torch.arange(L, device=dev), torch.arange(N + 1, device=dev)]).expand(B, -1)  # [B,L+N+1]
         types = torch.cat([torch.zeros(L, dtype=torch.long, device=dev), torch.ones(N + 1, dtype=torch.long, device=dev)]).expand(B, -1)
-        mask = torch.cat([attention_mask, visual_mask.to(attention_mask.dtype), attention_mask.new_ones(B, 1)], 1)  # [B,L+N+1]
         return dict(inputs_embeds=embeds, position_ids=pos, token_type_ids=types, attention_mask=mask)
 
     def cross(self, input_ids: torch.Tensor, # [B,L] caption (possibly masked)
@@ -206,13 +222,15 @@ class SNPModel(nn.Module):
         return CrossOutput(hidden, self.cross_pooler(hidden), input_ids.shape[1], out.attentions if output_attentions else None)
 
     def mlm_logits(self, hidden: torch.Tensor, # [B,L',D] hidden states aligned with `labels`
-                   labels: torch.Tensor # [B,L'] target ids at masked positions, -100 elsewhere
+                   labels: torch.Tensor, # [B,L'] target ids at masked positions, -100 elsewhere
+                   trunk_grad: float = 1.0 # share of the MLM gradient that reaches the shared BERT (hidden states and the tied decoder)
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         "MLM logits [M,V] at the M masked positions only, and their targets [M]."
         if hidden.shape[:2] != labels.shape: raise ValueError(f"hidden {tuple(hidden.shape)} and labels {tuple(labels.shape)} are not aligned")
         sel = labels != -100                                                                  # [B,L']
-        h = self.mlm_transform(hidden[sel])                                                   # [M,D]
-        return F.linear(h, self.text.embeddings.word_embeddings.weight, self.mlm_bias), labels[sel]  # [M,V], [M] (tied decoder)
+        h = self.mlm_transform(scale_grad(hidden[sel], trunk_grad))                           # [M,D]
+        decoder = scale_grad(self.text.embeddings.word_embeddings.weight, trunk_grad)         # [V,D] tied to the word embeddings
+        return F.linear(h, decoder, self.mlm_bias), labels[sel]                               # [M,V], [M]
 
     def itm_logits(self, pooled: torch.Tensor # [B,D] cross pooler output
                   ) -> torch.Tensor:
@@ -223,6 +241,11 @@ class SNPModel(nn.Module):
                    ) -> torch.Tensor:
         "Cross-encoder matching score [B] (an MLP D -> D -> 1)."
         return self.match_head(pooled).squeeze(-1)
+
+    def fresh_modules(self) -> list[str]:
+        "Names of the submodules that start from scratch in pre-training (heads, cross pooler, token projection, P3E's fusion embeddings)."
+        names = ["cross_pooler", "text_head", "word_head", "mlm_transform", "itm_head", "match_head", "visual.proj", "visual.emb_head"]
+        return names + (["cross_encoder.embeddings"] if self.cross_encoder is not None else [])
 
     def param_counts(self) -> dict:
         "Parameters per part: text trunk, visual encoder, cross-only parts, heads, total."
@@ -246,16 +269,48 @@ class SNPModel(nn.Module):
 
 # %% ../../nbs/05_models.snp.ipynb #a69933d9
 def _check_lengths(cfg: Config, tc: BertConfig) -> None:
-    "Both passes must fit the position table: L <= P and N + 1 <= P."
-    P = tc.max_position_embeddings
+    "Both passes must fit the position table: L <= P and N + 1 <= P (N = visual tokens)."
+    P, N = tc.max_position_embeddings, visual_token_count(cfg)
     if cfg.data.max_text_len > P: raise ValueError(f"data.max_text_len={cfg.data.max_text_len} exceeds the text model's {P} positions")
-    if cfg.data.n_clips + 1 > P: raise ValueError(f"data.n_clips={cfg.data.n_clips} (+1 for [SEP]) exceeds the text model's {P} positions")
+    if N + 1 > P: raise ValueError(f"data.n_clips={cfg.data.n_clips} with model.visual_tokens={cfg.model.visual_tokens} gives {N} visual tokens (+1 for [SEP]), more than the text model's {P} positions")
 
-def _separate_cross_encoder(text: BertModel) -> BertModel:
-    "P3E's third network: a copy of the text BERT (same depth and initial weights) with its own embeddings and encoder."
-    cross = copy.deepcopy(text)
+def _cross_pooler(text: BertModel, init: str) -> BertPooler:
+    "The cross pooler: BERT's init (normal(0, initializer_range), zero bias), or a copy of the text pooler."
+    pooler = BertPooler(text.config)
+    if init == "copy": pooler.load_state_dict(text.pooler.state_dict())
+    else:
+        nn.init.normal_(pooler.dense.weight, std=text.config.initializer_range); nn.init.zeros_(pooler.dense.bias)
+    return pooler
+
+class FusionEmbeddings(nn.Module):
+    "P3E's fusion-encoder input: the text part is the text encoder's output as is; visual tokens get own positions + LayerNorm."
+    def __init__(self, tc: BertConfig, n_visual: int, sep: torch.Tensor):
+        super().__init__()
+        self.position_embeddings = nn.Embedding(n_visual + 1, tc.hidden_size)           # visual tokens + [SEP]
+        self.sep = nn.Parameter(sep.detach().clone())                                    # [D], from the text [SEP] embedding
+        self.LayerNorm = nn.LayerNorm(tc.hidden_size, eps=tc.layer_norm_eps)
+        self.dropout = nn.Dropout(tc.hidden_dropout_prob)
+        nn.init.normal_(self.position_embeddings.weight, std=tc.initializer_range)
+
+    def embed_visual(self, tokens: torch.Tensor # [B,N,D]
+                    ) -> torch.Tensor:
+        "LayerNorm(visual tokens + positions) followed by [SEP]: [B,N+1,D]."
+        B, N, _ = tokens.shape
+        x = torch.cat([tokens, self.sep.to(tokens.dtype).expand(B, 1, -1)], 1)           # [B,N+1,D]
+        return self.dropout(self.LayerNorm(x + self.position_embeddings.weight[:N + 1]))
+
+    def forward(self, inputs_embeds: torch.Tensor, **_) -> torch.Tensor:
+        "BertModel calls this with the embeddings `cross_inputs` composed: pass them through."
+        return inputs_embeds
+
+def _separate_cross_encoder(text: BertModel, n_visual: int, sep_id: int) -> BertModel:
+    """P3E's third network: a fusion encoder with the text BERT's depth and initial layer weights that reads the *text
+    encoder's output* with the visual tokens (no word embeddings of its own: the text encoder feeds it)."""
+    cross = copy.deepcopy(text)                                       # same depth, same initial layer weights
+    cross.embeddings = FusionEmbeddings(text.config, n_visual, text.embeddings.word_embeddings.weight[sep_id])
     cross.pooler = None                                               # the cross pooler lives in SNPModel.cross_pooler
     return cross
+
 
 # %% ../../nbs/05_models.snp.ipynb #f3e1bb90
 def _save_model(model: SNPModel, save_dir) -> Path:

@@ -18,8 +18,8 @@ from ..config import ModelConfig
 
 # %% auto #0
 __all__ = ['BACKBONES', 'TinyBackbone', 'efficientnet_lite0_file', 'efficientnet_lite0_filter_fn', 'read_state_dict',
-           'hub_offline', 'create_vision_backbone', 'pool_features', 'VisualOutput', 'embedding_mlp', 'VideoEncoder',
-           'token_projections']
+           'hub_offline', 'create_vision_backbone', 'pool_features', 'grid_features', 'VisualOutput', 'embedding_mlp',
+           'VideoEncoder', 'token_projections']
 
 # %% ../../nbs/04_models.vision.ipynb #ea089d56
 BACKBONES = ("efficientnet_lite0", "resnet50", "pvt_v2_b2", "swin3d_t", "swin3d_s", "swin3d_b", "tiny")
@@ -158,12 +158,29 @@ def pool_features(feats: torch.Tensor, # backbone output: [M,C], [M,P,C], [M,C,h
     if feats.shape[-1] == num_features: return feats.flatten(1, -2).mean(1)  # channels last (NHWC) -> [M,C]
     raise ValueError(f"backbone output {tuple(feats.shape)} has no axis of size num_features={num_features}")
 
+# %% ../../nbs/04_models.vision.ipynb #b8d87397
+def grid_features(feats: torch.Tensor, # backbone output: [M,C,h,w] / [M,h,w,C], [M,P,C] (square P), or [M,C,t,h,w] / [M,t,h,w,C]
+                  num_features: int, # C, used to find the channel axis
+                  grid: int # g: average-pool the map to g×g cells
+                 ) -> torch.Tensor:
+    "Average-pool a feature map to a g×g grid (time averaged): [M,g*g,C], cells in row-major order."
+    if feats.ndim == 3:                                                  # tokens [M,P,C] of a square map
+        side = int(round(feats.shape[1] ** 0.5))
+        if side * side != feats.shape[1]: raise ValueError(f"grid tokens need a square token map, got {feats.shape[1]} tokens")
+        feats = feats.transpose(1, 2).reshape(feats.shape[0], -1, side, side)  # [M,C,h,w]
+    elif feats.ndim in (4, 5) and feats.shape[1] != num_features and feats.shape[-1] == num_features:
+        feats = feats.movedim(-1, 1)                                     # channels last -> first
+    elif feats.ndim not in (4, 5) or feats.shape[1] != num_features:
+        raise ValueError(f"backbone output {tuple(feats.shape)} is not a feature map with num_features={num_features} channels")
+    if feats.ndim == 5: feats = feats.mean(2)                            # [M,C,t,h,w] -> [M,C,h,w]
+    return F.adaptive_avg_pool2d(feats, grid).flatten(2).transpose(1, 2)  # [M,C,g,g] -> [M,g*g,C]
+
 # %% ../../nbs/04_models.vision.ipynb #330e5f21
 @dataclass
 class VisualOutput:
     "What the visual encoder returns."
-    tokens: torch.Tensor      # [B,N,D] one token per clip, projected to the text width; zeros at padded clips
-    mask: torch.Tensor        # [B,N] bool, True for real clips
+    tokens: torch.Tensor      # [B,N,D] N visual tokens (one per clip, or g*g per clip), projected to the text width; zeros at padded clips
+    mask: torch.Tensor        # [B,N] bool, True for tokens of real clips
     video_emb: torch.Tensor   # [B,E] L2-normalised clip embedding for the contrastive / LVWM losses
 
 # %% ../../nbs/04_models.vision.ipynb #ff97ef9a
@@ -173,17 +190,21 @@ def embedding_mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
 
 # %% ../../nbs/04_models.vision.ipynb #fa8a89ba
 class VideoEncoder(nn.Module):
-    "Backbone -> one token per clip (masked mean over frames and space, one Linear to D) + an L2-normed clip embedding."
-    def __init__(self, cfg: ModelConfig, # vision_backbone, vision_pretrained, vision_weights, freeze_vision, embed_dim
+    "Backbone -> visual tokens (one per clip, or a g×g spatial grid per clip; frames averaged), one Linear to D, and an L2-normed clip embedding."
+    def __init__(self, cfg: ModelConfig, # vision_backbone, vision_pretrained, vision_weights, freeze_vision, embed_dim, visual_tokens
                  hidden_size: int # D, the width of the text network
                 ):
         super().__init__()
         self.backbone, self.num_features, data_cfg = create_vision_backbone(cfg)
         self.mean, self.std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])  # the preprocessing the data side must use
         self.is_3d, self.freeze = cfg.vision_backbone in _SWIN3D_WEIGHTS, cfg.freeze_vision
+        self.grid = {"clip": 0, "grid2": 2, "grid4": 4}[cfg.visual_tokens]  # 0: one pooled token per clip
         self.proj = nn.Linear(self.num_features, hidden_size)            # C -> D, the only projection of the tokens
         self.emb_head = embedding_mlp(hidden_size, hidden_size, cfg.embed_dim)  # D -> D -> E
         if self.freeze: self.backbone.requires_grad_(False); self.backbone.eval()
+
+    @property
+    def tokens_per_clip(self) -> int: return max(1, self.grid ** 2)
 
     def train(self, mode: bool = True):
         "Like `nn.Module.train`, but a frozen backbone stays in eval mode (BatchNorm statistics untouched)."
@@ -191,14 +212,22 @@ class VideoEncoder(nn.Module):
         if self.freeze: self.backbone.eval()
         return self
 
+    def _feature_map(self, clips: torch.Tensor) -> torch.Tensor:
+        "Backbone output before pooling: [M*T,...] for 2-D nets, [M,...] for Video Swin."
+        if not self.is_3d: return self.backbone.forward_features(clips.flatten(0, 1))   # [M*T,C,h,w] (or NHWC / tokens)
+        b, x = self.backbone, clips.transpose(1, 2)                                     # [M,3,T,S,S]
+        if not self.grid: return b(x)                                                   # pooled [M,C] (head removed)
+        return b.norm(b.features(b.pos_drop(b.patch_embed(x))))                        # [M,t,h,w,C]
+
     def clip_features(self, clips: torch.Tensor # [M,T,3,S,S] real clips only
                      ) -> torch.Tensor:
-        "Backbone features of each clip, averaged over frames and space: [M,C]."
+        "Backbone features of each clip, averaged over frames, pooled over space (or to a grid): [M,G,C]."
         M, T = clips.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            if self.is_3d: return pool_features(self.backbone(clips.transpose(1, 2)), self.num_features)  # [M,3,T,S,S] -> [M,C]
-            feats = self.backbone.forward_features(clips.flatten(0, 1))   # [M*T,C,h,w] (or NHWC / tokens)
-            return pool_features(feats, self.num_features).view(M, T, -1).mean(1)  # [M*T,C] -> [M,C]
+            feats = self._feature_map(clips)
+            if self.grid: g = grid_features(feats, self.num_features, self.grid)       # [M(*T),G,C]
+            else: g = pool_features(feats, self.num_features)[:, None]                 # [M(*T),1,C]
+            return g if self.is_3d else g.view(M, T, *g.shape[1:]).mean(1)             # [M,G,C]
 
     def forward(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
                 clip_mask: torch.Tensor # [B,N] bool, False for padded clips
@@ -206,12 +235,13 @@ class VideoEncoder(nn.Module):
         "Encode the real clips, scatter them back, project once to D, and embed the masked mean."
         B, N = video.shape[:2]
         if clip_mask.shape != (B, N): raise ValueError(f"clip_mask {tuple(clip_mask.shape)} does not match video {tuple(video.shape[:2])}")
-        mask = clip_mask.bool()
-        feats = video.new_zeros(B, N, self.num_features)                  # [B,N,C]
-        if mask.any(): feats[mask] = self.clip_features(video[mask]).to(feats.dtype)  # [M,C] for the M real clips
-        tokens = self.proj(feats) * mask[..., None]                       # [B,N,D] zero at padded clips
-        pooled = tokens.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)   # [B,D] masked mean over clips
-        return VisualOutput(tokens, mask, F.normalize(self.emb_head(pooled), dim=-1))  # video_emb [B,E]
+        mask, G = clip_mask.bool(), self.tokens_per_clip
+        feats = video.new_zeros(B, N, G, self.num_features)               # [B,N,G,C]
+        if mask.any(): feats[mask] = self.clip_features(video[mask]).to(feats.dtype)  # [M,G,C] for the M real clips
+        tmask = mask.repeat_interleave(G, 1)                              # [B,N*G]
+        tokens = self.proj(feats.flatten(1, 2)) * tmask[..., None]        # [B,N*G,D] zero at padded clips
+        pooled = tokens.sum(1) / tmask.sum(1, keepdim=True).clamp(min=1)  # [B,D] masked mean over tokens
+        return VisualOutput(tokens, tmask, F.normalize(self.emb_head(pooled), dim=-1))  # video_emb [B,E]
 
 # %% ../../nbs/04_models.vision.ipynb #caccf5b4
 def token_projections(enc: VideoEncoder) -> list[str]:

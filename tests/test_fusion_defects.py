@@ -1,0 +1,159 @@
+"""Regression tests for the defects of issue 8 that live in the training step (the loss-level ones, LVWM's count bias and
+all-pairs' double-counted positive, have known-answer tests in nbs/06_losses.ipynb; P3E's fusion input is tested in
+nbs/05_models.snp.ipynb; attention from padded clips in nbs/07_train.ipynb).
+
+Each test checks behaviour (what the sampler is given, what the collectives receive, what the loss adds up to), so it
+fails if the defect comes back.
+"""
+import pytest
+import torch
+
+from snps3.testing import tiny_config, fake_video_batch, minilm_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return minilm_tokenizer()
+
+
+def _ctx(cfg, tok, **kw):
+    from snps3.train import StepContext, DistInfo
+    sig = torch.zeros(len(tok), dtype=torch.bool)
+    for w in ("circle", "square", "red", "blue", "moves", "left", "right"): sig[tok.convert_tokens_to_ids(w)] = True
+    return StepContext(cfg, DistInfo(), 0, sig, tok.mask_token_id, torch.tensor(tok.all_special_ids), None, **kw)
+
+
+def _batch(cfg, tok, ctx, captions):
+    from snps3.data.text import encode_captions, choose_lvwm_words
+    b = fake_video_batch(cfg, batch_size=len(captions), seed=0)
+    enc = encode_captions(tok, captions, cfg.data.max_text_len)
+    pos, valid = choose_lvwm_words(enc["input_ids"], ctx.significant, cfg.loss.lvwm_words, torch.Generator().manual_seed(0))
+    return {**b, **enc, "masked_ids": enc["input_ids"], "mlm_labels": torch.full_like(enc["input_ids"], -100),
+            "lvwm_pos": pos, "lvwm_valid": valid, "index": torch.arange(len(captions))}
+
+
+def _model(cfg):
+    from snps3.models.snp import SNPModel
+    torch.manual_seed(0)
+    return SNPModel(cfg).train()
+
+
+CAPS = ["a red circle moves left", "a red circle moves left", "a blue square moves right", "a blue circle moves right"]
+
+
+def test_negatives_at_contrastive_temperature_and_never_the_same_caption(tok, monkeypatch):
+    """Defect: hard negatives and ITM false captions were drawn at temperature 1 on cosines (weights within e^2 of each
+    other) and could be the same caption text. Now: ∝ softmax(sim / loss.negative_temperature), same text excluded."""
+    import snps3.losses as L
+    from snps3.train import pretrain_losses
+    cfg = tiny_config(**{"loss.hard_k": 1, "loss.negative_temperature": 0.07})
+    ctx = _ctx(cfg, tok)
+    calls, orig = [], L.sample_hard_negatives
+    def spy(sim, pos, k, generator=None, exclude_mask=None, temperature=1.0):
+        calls.append((exclude_mask.clone() if exclude_mask is not None else None, temperature))
+        return orig(sim, pos, k, generator, exclude_mask, temperature)
+    monkeypatch.setattr(L, "sample_hard_negatives", spy)
+    pretrain_losses(_model(cfg), _batch(cfg, tok, ctx, CAPS), ctx)
+    assert len(calls) == 2                                                           # cross matching + ITM
+    for excl, tau in calls:
+        assert tau == pytest.approx(0.07)
+        assert excl is not None and bool(excl[0, 1]) and bool(excl[1, 0])           # rows 0 and 1 share their caption
+        assert not bool(excl[0, 2]) and not bool(excl[2, 3])
+
+
+def test_same_clip_is_never_a_negative(tok):
+    "Two captions of one clip in a batch: the clip ids make them excluded pairs too (a false negative otherwise)."
+    from snps3.train import same_pair_mask, _allowed_exclusion
+    ids = torch.tensor([[1, 2, 0], [1, 3, 0], [4, 5, 6]])
+    same = same_pair_mask(ids, torch.tensor([7, 7, 8]))
+    assert same.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    # a row with no other column left keeps its exclusions relaxed instead of failing the sampler
+    assert _allowed_exclusion(torch.ones(2, 2, dtype=torch.bool)).sum() == 0
+
+
+def test_lvwm_both_adds_the_two_stages(tok):
+    "Defect: loss.lvwm_stage=both averaged the 'before' and 'after' losses; the reference adds them."
+    from snps3.train import lvwm_term
+    losses = {}
+    for stage in ("before", "after", "both"):
+        cfg = tiny_config(**{"loss.lvwm_stage": stage})
+        ctx = _ctx(cfg, tok)
+        model = _model(cfg).eval()
+        b = _batch(cfg, tok, ctx, CAPS)
+        with torch.no_grad():
+            vis = model.encode_video(b["video"], b["clip_mask"])
+            txt = model.encode_text(b["input_ids"], b["attention_mask"])
+            losses[stage], _ = lvwm_term(model, b, txt.hidden, vis.video_emb, torch.arange(4), ctx)
+    assert losses["both"].item() == pytest.approx(losses["before"].item() + losses["after"].item(), rel=1e-5)
+
+
+def test_every_reduction_runs_on_the_collective_device(monkeypatch):
+    """Defect: global_mean, the log record, check_finite and the summary reduced CPU tensors, which NCCL refuses (a
+    multi-GPU job would stop at its first step). Every tensor handed to a collective must live on dist_info.device.
+    Here that device is 'meta' (a stand-in for cuda on this CPU machine): a CPU tensor reaching the collective fails."""
+    import snps3.train as T
+    seen = []
+    def fake_all_reduce(x, dist_info):
+        T._check_collective_device(x, dist_info)
+        seen.append(x.device.type)
+        return torch.zeros(x.shape, dtype=x.dtype)                                   # values do not matter here
+    monkeypatch.setattr(T, "all_reduce_sum", fake_all_reduce)
+    info = T.DistInfo(rank=0, world_size=1, is_ddp=True, device=torch.device("meta"))
+    ctx = T.StepContext(tiny_config(), info, 0, torch.zeros(3, dtype=torch.bool), 0, torch.tensor([0]))
+    T.global_mean(torch.tensor(2.0), 4, ctx)
+    T._log_record(5, 1e-3, [{"loss": 1.0}], info)
+    T.check_finite(0, {"a": torch.tensor(1.0)}, torch.tensor(1.0), info, None)
+    assert seen == ["meta"] * 3
+    with pytest.raises(RuntimeError, match="collective on a cpu tensor"):
+        T._check_collective_device(torch.zeros(1), info)
+
+
+def test_gathers_check_the_device():
+    "gather_no_grad and all_reduce_sum refuse a tensor on the wrong device before reaching the process group."
+    from snps3.train import DistInfo, all_reduce_sum, gather_no_grad
+    info = DistInfo(rank=0, world_size=2, is_ddp=True, device=torch.device("meta"))
+    for fn in (all_reduce_sum, gather_no_grad):
+        with pytest.raises(RuntimeError, match="dist_info.device"):
+            fn(torch.zeros(2), info)
+
+
+def test_mlm_warmup_keeps_mlm_gradient_off_the_shared_bert(tok):
+    "loss.mlm_warmup: during the warm-up the MLM loss trains its head only; after the ramp it reaches the BERT in full."
+    from snps3.train import mlm_term, mlm_trunk_grad
+    cfg = tiny_config(**{"loss.mlm_warmup": 2, "loss.mlm_ramp": 4})
+    assert [mlm_trunk_grad(s, cfg.loss) for s in range(7)] == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    model = _model(cfg)
+    ids = torch.tensor([[101, 2417, 4418, 102]]); labels = torch.tensor([[-100, 2417, -100, -100]])
+    for step, reaches in ((0, False), (5, True)):
+        ctx = _ctx(cfg, tok); ctx.step = step
+        model.zero_grad()
+        hidden = model.encode_text(ids, torch.ones_like(ids)).hidden
+        loss, _ = mlm_term(model, hidden, labels, ctx)
+        loss.backward()
+        assert model.mlm_transform.dense.weight.grad is not None                    # the head always learns
+        g = model.text.encoder.layer[0].attention.self.query.weight.grad
+        assert (g is not None and g.abs().sum() > 0) == reaches
+        assert (model.text.embeddings.word_embeddings.weight.grad is not None) == reaches   # nor the tied decoder
+
+
+@pytest.mark.parametrize("overrides, passes, names", [
+    ({}, 3, {"cross_match", "cross_match_v2t", "itm"}),                                           # pos, k negative clips, false captions
+    ({"loss.cross_match_v2t": False}, 3, {"cross_match", "itm"}),
+    ({"loss.cross_match_v2t": False, "loss.itm_negatives": "clips"}, 2, {"cross_match", "itm"}),  # ITM reuses the negative clips
+])
+def test_matching_passes_and_losses(tok, monkeypatch, overrides, passes, names):
+    "The cross passes the matching terms run, and the losses they return, per option (item 5: what can be shared)."
+    from snps3.train import matching_terms
+    cfg = tiny_config(**overrides)
+    ctx = _ctx(cfg, tok)
+    model = _model(cfg)
+    b = _batch(cfg, tok, ctx, CAPS)
+    vis = model.encode_video(b["video"], b["clip_mask"]); txt = model.encode_text(b["input_ids"], b["attention_mask"])
+    calls = []
+    orig = model.cross
+    monkeypatch.setattr(model, "cross", lambda *a, **k: calls.append(a[0].shape[0]) or orig(*a, **k))
+    losses, logs = matching_terms(model, b, vis, txt, vis.video_emb, torch.arange(4), ctx)
+    assert len(calls) == passes and set(losses) == names
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.match_head[0].weight.grad is not None and model.itm_head.weight.grad is not None
