@@ -290,7 +290,9 @@ def hard_pair_accuracy(own: torch.Tensor, # [P] score of each caption with its o
 
 # %% ../nbs/08a_downstream.ipynb #fdc22c54
 def retrieval_scores(model: SNPModel, queries: dict, gallery: Gallery, rerank_k: int, device, batch_size: int = 64,
-                     progress: bool = False) -> dict:
+                     progress: bool = False,
+                     dual_temperature: float = 0.05 # τ of the dual logits sim/τ added to the cross score in the 'fused' matrices
+                    ) -> dict:
     "Dual matrix, and the cross-reranked t2v / v2t matrices (exact when rerank_k = 0 or ≥ the gallery): tensors + timings."
     t0 = time.perf_counter()
     sim = queries["emb"] @ gallery.emb.T                                                    # [Nt,Nv]
@@ -304,17 +306,21 @@ def retrieval_scores(model: SNPModel, queries: dict, gallery: Gallery, rerank_k:
     lookup = {tuple(p): s for p, s in zip(pairs.tolist(), scores.tolist())}
     pick = lambda ps: torch.tensor([lookup[tuple(p)] for p in ps.tolist()])
     t2v, v2t = reranked(sim, pairs_t2v, pick(pairs_t2v)), reranked(sim, pairs_v2t, pick(pairs_v2t))
-    return {"dual": sim, "cross_t2v": t2v, "cross_v2t": v2t, "exact": exact, "pairs_scored": len(pairs),
+    fuse = lambda ps: pick(ps) + sim[ps[:, 0], ps[:, 1]] / dual_temperature             # both heads' logits: cross + sim/τ
+    f_t2v, f_v2t = reranked(sim, pairs_t2v, fuse(pairs_t2v)), reranked(sim, pairs_v2t, fuse(pairs_v2t))
+    return {"dual": sim, "cross_t2v": t2v, "cross_v2t": v2t, "fused_t2v": f_t2v, "fused_v2t": f_v2t, "exact": exact, "pairs_scored": len(pairs),
             "dual_s": t1 - t0, "cross_s": time.perf_counter() - t1}
 
 
 def retrieval_report(scores: dict, gt: list[list[int]]) -> dict:
-    "R@1/5/10, MedR, MeanR both ways from the dual score and from the cross score."
-    dual = retrieval_metrics(scores["dual"], gt)
-    t2v = retrieval_metrics(scores["cross_t2v"], gt); v2t = retrieval_metrics(scores["cross_v2t"], gt)
-    out = {f"dual/{k}": v for k, v in dual.items()}
-    out.update({f"cross/{k}": v for k, v in t2v.items() if k.startswith("t2v")})
-    out.update({f"cross/{k}": v for k, v in v2t.items() if k.startswith("v2t")})
+    """R@1/5/10, MedR, MeanR both ways from the dual score, from the cross score alone (`cross/`), and from the sum of
+    both heads' logits on the reranked pairs (`fused/`: cross + sim/τ, as BLIP ranks its top-k)."""
+    out = {f"dual/{k}": v for k, v in retrieval_metrics(scores["dual"], gt).items()}
+    for name in ("cross", "fused"):
+        if f"{name}_t2v" not in scores: continue
+        t2v = retrieval_metrics(scores[f"{name}_t2v"], gt); v2t = retrieval_metrics(scores[f"{name}_v2t"], gt)
+        out.update({f"{name}/{k}": v for k, v in t2v.items() if k.startswith("t2v")})
+        out.update({f"{name}/{k}": v for k, v in v2t.items() if k.startswith("v2t")})
     return out
 
 # %% ../nbs/08a_downstream.ipynb #65e73815
@@ -366,7 +372,7 @@ def eval_retrieval(cfg: Config, model: SNPModel, device, progress: bool = False)
     gallery = encode_gallery(model, clips, cfg, device, progress)
     queries = encode_queries(model, load_tokenizer(cfg.model.text_model), caps, cfg.data.max_text_len, device)
     enc_s = time.perf_counter() - t0
-    sc = retrieval_scores(model, queries, gallery, cfg.eval.rerank_k, device, cfg.eval.batch_size, progress)
+    sc = retrieval_scores(model, queries, gallery, cfg.eval.rerank_k, device, cfg.eval.batch_size, progress, cfg.loss.temperature)
     metrics = retrieval_report(sc, gt)
     metrics.update({"n_clips": len(clips), "n_captions": len(caps), "rerank_k": 0 if sc["exact"] else cfg.eval.rerank_k,
                     "pairs_scored": sc["pairs_scored"], "encode_s": enc_s, "dual_s": sc["dual_s"], "cross_s": sc["cross_s"],
@@ -401,7 +407,7 @@ def eval_qa(cfg: Config, model: QAModel, device, progress: bool = False) -> dict
 
 @torch.no_grad()
 def eval_mc(cfg: Config, model: SNPModel, device, progress: bool = False) -> dict:
-    "Zero-shot multiple choice: every option scored by the cross matching head (and, for reference, by the dual score)."
+    "Zero-shot multiple choice: every option scored by the cross matching head (`acc`), the dual score, and their sum of logits."
     from snps3.data.datasets import load_annotations
     from snps3.data.text import load_tokenizer
     recs = _limit_clips(load_annotations(eval_ann(cfg), "mc"), cfg.eval.max_clips)
@@ -417,7 +423,9 @@ def eval_mc(cfg: Config, model: SNPModel, device, progress: bool = False) -> dic
     cross = cross_pair_scores(model, queries, gallery, pairs, device, cfg.eval.batch_size, progress).view(len(recs), C)  # [Q,C]
     dual = (queries["emb"] * gallery.emb[clip_of]).sum(1).view(len(recs), C)               # [Q,C]
     answer = [r["answer"] for r in recs]
-    m = {"acc": mc_accuracy(cross, answer)["acc"], "dual_acc": mc_accuracy(dual, answer)["acc"], "n_questions": len(recs),
+    fused = cross + dual / cfg.loss.temperature                                             # both heads' logits
+    m = {"acc": mc_accuracy(cross, answer)["acc"], "dual_acc": mc_accuracy(dual, answer)["acc"],
+         "fused_acc": mc_accuracy(fused, answer)["acc"], "n_questions": len(recs),
          "chance": 100.0 / C, "skipped_media": len(gallery.skipped)}
     return {"metrics": m, "extra": {"cross": cross, "answer": answer}}
 

@@ -24,11 +24,11 @@ __all__ = ['DistInfo', 'setup_distributed', 'all_reduce_sum', 'reduce_scalars', 
            'get_lr', 'optimizer_to_tensors', 'optimizer_from_tensors', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'list_checkpoints', 'prune_checkpoints', 'resolve_checkpoint', 'read_safetensors', 'load_trainer_state',
            'significant_words', 'PretrainData', 'build_pretrain_data', 'clip_index', 'step_generator', 'StepContext',
-           'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask', 'attention_received',
-           'same_pair_mask', 'matching_terms', 'pretrain_losses', 'encode_clips', 'encode_texts', 'dual_retrieval_eval',
-           'prepare_run_dir', 'truncate_metrics', 'sync_gradients', 'broadcast_parameters', 'load_weights',
-           'BatchStream', 'check_finite', 'shared_parameters', 'loss_grad_norms', 'balance_scales', 'TaskHooks',
-           'task_hooks', 'train']
+           'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask', 'swap_significant',
+           'attention_received', 'same_pair_mask', 'matching_terms', 'pretrain_losses', 'encode_clips', 'encode_texts',
+           'dual_retrieval_eval', 'prepare_run_dir', 'truncate_metrics', 'sync_gradients', 'broadcast_parameters',
+           'load_weights', 'BatchStream', 'check_finite', 'shared_parameters', 'loss_grad_norms', 'balance_scales',
+           'TaskHooks', 'task_hooks', 'train']
 
 # %% ../nbs/07_train.ipynb #3a3f8813
 @dataclass
@@ -252,7 +252,8 @@ class PretrainData:
     text: object
     micro_batch: int        # per rank
     val: dict | None        # {"loader", "captions", "gt"} for in-training dual R@1
-    clip_ids: torch.Tensor | None = None  # LongTensor [len(dataset)]: the clip of each item (negatives never come from the positive's clip)
+    clip_ids: torch.Tensor | None = None  # LongTensor [len(dataset)]: the clip of each dataset item (negatives never come from the positive's clip)
+    type_ids: torch.Tensor | None = None  # LongTensor [len(dataset)]: 0 video, 1 image (loss.negatives_same_type)
 
 # %% ../nbs/07_train.ipynb #6f61d20a
 def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) -> PretrainData:
@@ -279,10 +280,12 @@ def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) 
         clips, caps, gt = retrieval_pairs([r for r in recs if r["clip_name"] in clips_set])
         cds = ClipDataset(clips, d.root, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict)
         val = {"loader": DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips), "captions": caps, "gt": gt}
-    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val, clip_index(records))
+    items = getattr(ds, "items", records)                                       # what batch["index"] indexes (one item per clip)
+    types = torch.tensor([int(r.get("type", "video") == "image") for r in items], dtype=torch.long)
+    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val, clip_index(items), types)
 
 def clip_index(records: list[dict]) -> torch.Tensor:
-    "An integer id per record: records of the same `clip_name` share it."
+    "An integer id per record (or dataset item): those of the same `clip_name` share it."
     ids = {}
     return torch.tensor([ids.setdefault(r["clip_name"], len(ids)) for r in records], dtype=torch.long)
 
@@ -303,6 +306,7 @@ class StepContext:
     special_ids: torch.Tensor           # LongTensor of special token ids
     queue: object = None                # EmbeddingQueue when loss.moco
     clip_ids: torch.Tensor | None = None # LongTensor [len(dataset)]: clip of each dataset item (`PretrainData.clip_ids`)
+    type_ids: torch.Tensor | None = None # LongTensor [len(dataset)]: media type of each item (`PretrainData.type_ids`)
     loss_scales: dict = field(default_factory=dict) # loss.grad_balance: {name: multiplier of w_<name>}, updated on grad-norm steps
 
     def weight(self, name: str) -> float:
@@ -322,12 +326,15 @@ def mlm_trunk_grad(step: int, L) -> float:
     if L.mlm_ramp == 0: return 1.0
     return min(1.0, (step - L.mlm_warmup + 1) / L.mlm_ramp)
 
-def mlm_term(model, hidden: torch.Tensor, labels: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
+def mlm_term(model, hidden: torch.Tensor, labels: torch.Tensor, ctx: StepContext,
+             keep_logits: bool = False # also return the (detached) logits [M,V], e.g. for swapped-word negatives
+            ) -> tuple:
     "MLM loss and accuracies (all / significant / other words) with logits only at masked positions."
     from snps3.losses import mlm_loss
     logits, targets = model.mlm_logits(hidden, labels, mlm_trunk_grad(ctx.step, ctx.cfg.loss))   # [M,V], [M]
     loss, logs = mlm_loss(logits.float(), targets, ctx.significant.to(targets.device)[targets])
-    return global_mean(loss, targets.numel(), ctx), logs
+    out = (global_mean(loss, targets.numel(), ctx), logs)
+    return out + (logits.detach().float(),) if keep_logits else out
 
 # %% ../nbs/07_train.ipynb #b992fb89
 def lvwm_term(model, batch: dict, text_hidden, video_all, pos, ctx: StepContext) -> tuple[torch.Tensor, dict]:
@@ -371,6 +378,27 @@ def _pad_to(x: torch.Tensor, length: int, value=0) -> torch.Tensor:
     "Right-pad [B,L] to [B,length] (so that ranks can gather text of different lengths)."
     return F.pad(x, (0, length - x.shape[1]), value=value)
 
+# %% ../nbs/07_train.ipynb #1f628b9c
+def swap_significant(input_ids: torch.Tensor, # [B,L] raw captions
+                     labels: torch.Tensor, # [B,L] MLM targets at the masked positions, -100 elsewhere
+                     logits: torch.Tensor, # [M,V] MLM logits at those positions (row-major order of `labels != -100`)
+                     significant: torch.Tensor, # BoolTensor [V]: the significant words
+                     generator: torch.Generator # makes the draw deterministic (CPU)
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions with every masked word replaced by a *different significant* word drawn from the MLM head's softmax:
+    hard false captions that differ from the truth in the words S3 cares about. Returns ids [B,L] and usable rows [B]."""
+    sel = labels != -100                                                                   # [B,L]
+    targets = labels[sel]                                                                  # [M]
+    allowed = significant.to(logits.device)[None].expand_as(logits).clone()               # [M,V]
+    allowed[torch.arange(len(targets)), targets] = False                                  # never the original word
+    probs = logits.float().masked_fill(~allowed, -math.inf).softmax(-1)                   # [M,V]
+    ok_rows = allowed.any(1)
+    probs = torch.where(ok_rows[:, None], probs, torch.zeros_like(probs)).nan_to_num(0.0)
+    draw = torch.multinomial(probs.cpu() + (~ok_rows.cpu())[:, None].float(), 1, generator=generator).squeeze(1).to(input_ids.device)  # [M]
+    out = input_ids.clone()
+    out[sel] = torch.where(ok_rows.to(input_ids.device), draw, targets)
+    return out, (out != input_ids).any(1)                                                 # a row with no changed word is unusable
+
 # %% ../nbs/07_train.ipynb #47f4a26a
 def attention_received(attn: torch.Tensor, # [B,S,S] attention of the cross pass (S = L+N+1: words, visual tokens, SEP)
                        text_len: int, # L
@@ -382,11 +410,13 @@ def attention_received(attn: torch.Tensor, # [B,S,S] attention of the cross pass
 
 # %% ../nbs/07_train.ipynb #f94d18cd
 def same_pair_mask(ids_all: torch.Tensor, # LongTensor [Bg,L] the global micro-batch's captions (padded alike)
-                   clips_all: torch.Tensor | None # LongTensor [Bg] their clip ids, or None
+                   clips_all: torch.Tensor | None, # LongTensor [Bg] their clip ids, or None
+                   types_all: torch.Tensor | None = None # LongTensor [Bg] media types: pairs of different types are excluded too
                   ) -> torch.Tensor:
-    "BoolTensor [Bg,Bg]: items i, j share the caption text or the clip (never a negative for each other)."
+    "BoolTensor [Bg,Bg]: pairs never used as negatives: same caption text, same clip, or (with types) a different media type."
     same = (ids_all[:, None, :] == ids_all[None, :, :]).all(-1)                    # [Bg,Bg] same caption text
     if clips_all is not None: same |= clips_all[:, None] == clips_all[None, :]
+    if types_all is not None: same |= types_all[:, None] != types_all[None, :]
     return same
 
 def _allowed_exclusion(same: torch.Tensor) -> torch.Tensor:
@@ -402,8 +432,9 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     pos_cross = model.cross(ids, att, vis.tokens, vis.mask)                     # positives: raw captions with their own clips
     with torch.no_grad(): sim = gather_no_grad(txt.text_emb.detach(), ctx.dist).float() @ video_all.detach().float().T  # [Bg,Bg]
     ids_all = gather_no_grad(_pad_to(ids, Lmax), ctx.dist); att_all = gather_no_grad(_pad_to(att, Lmax), ctx.dist)  # [Bg,Lmax]
-    clips = ctx.clip_ids.to(ids.device)[batch["index"]] if ctx.clip_ids is not None and "index" in batch else None
-    same = _allowed_exclusion(same_pair_mask(ids_all, None if clips is None else gather_no_grad(clips, ctx.dist)).cpu())  # [Bg,Bg]
+    item = lambda t: None if t is None or "index" not in batch else gather_no_grad(t.to(ids.device)[batch["index"]], ctx.dist)  # [Bg]
+    types = item(ctx.type_ids) if L.negatives_same_type else None
+    same = _allowed_exclusion(same_pair_mask(ids_all, item(ctx.clip_ids), types).cpu())  # [Bg,Bg] never negatives (unless nothing else is left)
     Bg, rows, tau = sim.shape[0], pos, L.negative_temperature
     if L.cross_match != "off":
         tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N]
@@ -422,8 +453,12 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     need_false = (L.itm and L.itm_negatives == "captions") or (L.cross_match == "hard_k" and L.cross_match_v2t)
     if need_false:                                                              # each clip with a sampled false caption
         false = sample_hard_negatives(sim.T.contiguous(), torch.arange(Bg), 1, step_generator(ctx.cfg.train.seed, ctx.step, 2), same.T, tau)[rows.cpu(), 0]  # [B]
-        fl = int(att_all[false].sum(1).max())
-        neg_cap = model.cross(ids_all[false][:, :fl], att_all[false][:, :fl], vis.tokens, vis.mask)
+        f_ids, f_att = ids_all[false], att_all[false]                          # [B,Lmax] sampled false captions
+        if "swapped_ids" in batch:                                              # S3 hard negatives: the caption with swapped significant words
+            use = batch["swapped_ok"][:, None]
+            f_ids = torch.where(use, _pad_to(batch["swapped_ids"], Lmax), f_ids); f_att = torch.where(use, _pad_to(att, Lmax), f_att)
+        fl = int(f_att.sum(1).max())
+        neg_cap = model.cross(f_ids[:, :fl], f_att[:, :fl], vis.tokens, vis.mask)
     if L.cross_match == "hard_k" and L.cross_match_v2t:                         # video-anchored: own caption vs the false one
         losses["cross_match_v2t"], lg = cross_match_loss(pos_s, model.match_score(neg_cap.pooled).float()[:, None])
         logs["cross_match_v2t_acc"] = lg["cross_match_acc"]
@@ -454,7 +489,10 @@ def pretrain_losses(model, batch: dict, ctx: StepContext) -> tuple[torch.Tensor,
         batch = attentive_remask(model, batch, vis, ctx, step_generator(ctx.cfg.train.seed, ctx.step, 4))
     if L.w_mlm:
         cross = model.cross(batch["masked_ids"], att, vis.tokens, vis.mask)     # hidden [B,L+N+1,D]
-        losses["mlm"], lg = mlm_term(model, cross.hidden[:, :ids.shape[1]], batch["mlm_labels"], ctx); logs.update(lg)
+        losses["mlm"], lg, mlm_logits = mlm_term(model, cross.hidden[:, :ids.shape[1]], batch["mlm_labels"], ctx, keep_logits=True); logs.update(lg)
+        if L.swap_negatives:
+            sw, ok = swap_significant(ids, batch["mlm_labels"], mlm_logits, ctx.significant, step_generator(ctx.cfg.train.seed, ctx.step, 5 + ctx.dist.rank))
+            batch = {**batch, "swapped_ids": sw, "swapped_ok": ok}; logs["swap_share"] = ok.float().mean().item()
     if L.mlm_text:
         masked_txt = model.encode_text(batch["masked_ids"], att)                # the text pass sees *masked* input too
         losses["mlm_text"], lg = mlm_term(model, masked_txt.hidden, batch["mlm_labels"], ctx)
@@ -709,7 +747,7 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
     broadcast_parameters(model, dist_info)
     stream = BatchStream(data, state["epoch"], state["batch_in_epoch"])
     ctx = StepContext(cfg, dist_info, start_step, data.text.significant, tok.mask_token_id, torch.tensor(tok.all_special_ids), queue,
-                      getattr(data, "clip_ids", None), dict(state.get("loss_scales", {})))
+                      getattr(data, "clip_ids", None), getattr(data, "type_ids", None), dict(state.get("loss_scales", {})))
     shared = shared_parameters(model)
     model.train()
     t0, samples, window, bar = time.time(), state["samples"], [], _progress(tc.max_steps, start_step, not (progress and dist_info.is_main))

@@ -67,8 +67,24 @@ def test_same_clip_is_never_a_negative(tok):
     ids = torch.tensor([[1, 2, 0], [1, 3, 0], [4, 5, 6]])
     same = same_pair_mask(ids, torch.tensor([7, 7, 8]))
     assert same.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    # with media types, an image and a video are never negatives for each other (the cross head's shortcut otherwise)
+    typed = same_pair_mask(ids, torch.tensor([7, 8, 9]), torch.tensor([0, 0, 1]))
+    assert typed.tolist() == [[True, False, True], [False, True, True], [True, True, True]]
     # a row with no other column left keeps its exclusions relaxed instead of failing the sampler
     assert _allowed_exclusion(torch.ones(2, 2, dtype=torch.bool)).sum() == 0
+
+
+def test_item_ids_follow_the_dataset_items(tiny_bench, tmp_path):
+    "clip / type ids are indexed like batch['index'] (one dataset item per clip), not like annotation lines."
+    from snps3.config import load_config
+    from snps3.models.snp import SNPModel
+    from snps3.train import build_pretrain_data, setup_distributed
+    cfg = load_config("tiny_cpu", [f"data.root={tiny_bench}", "data.batch_size=4"])
+    data = build_pretrain_data(cfg, SNPModel(cfg), tmp_path, setup_distributed(torch.device("cpu")))
+    items = data.dataset.items
+    assert len(data.type_ids) == len(items) == len(data.clip_ids)
+    assert data.type_ids.tolist() == [int(it["type"] == "image") for it in items]
+    assert 0 < int(data.type_ids.sum()) < len(items)                                # the tiny benchmark has both kinds
 
 
 def test_lvwm_both_adds_the_two_stages(tok):

@@ -66,8 +66,8 @@ def test_mlm_text_loss_sees_masked_input(tok, monkeypatch):
     enc, logits = model.encode_text, model.mlm_logits
     def spy_encode_text(ids, att):
         out = enc(ids, att); text_calls.append((ids.clone(), out)); return out
-    def spy_mlm_logits(hidden, lab):
-        mlm_hidden.append(hidden); return logits(hidden, lab)
+    def spy_mlm_logits(hidden, lab, *args):
+        mlm_hidden.append(hidden); return logits(hidden, lab, *args)
     monkeypatch.setattr(model, "encode_text", spy_encode_text)
     monkeypatch.setattr(model, "mlm_logits", spy_mlm_logits)
     _, losses, _ = pretrain_losses(model, batch, ctx)
@@ -198,7 +198,7 @@ def test_pvt_tokens_projected_once():
     video, mask = torch.randn(2, 2, 1, 3, 32, 32), torch.tensor([[True, True], [True, False]])
     with torch.no_grad():
         out = enc(video, mask)
-        feats = enc.clip_features(video[mask])                              # [M,512]
+        feats = enc.clip_features(video[mask])[:, 0]                        # [M,1,512] (one token per clip) -> [M,512]
         assert feats.shape == (3, 512) and out.tokens.shape == (2, 2, D)
         torch.testing.assert_close(out.tokens[mask], enc.proj(feats), atol=1e-5, rtol=1e-5)
         assert (out.tokens[~mask] == 0).all()
