@@ -420,8 +420,9 @@ def same_pair_mask(ids_all: torch.Tensor, # LongTensor [Bg,L] the global micro-b
     return same
 
 def _allowed_exclusion(same: torch.Tensor) -> torch.Tensor:
-    "Exclude `same` pairs from negative sampling, except in rows that would have no negative left (tiny batches)."
-    return same & ~same.all(1, keepdim=True)
+    "Exclude `same` pairs from negative sampling (rows = anchors), except in rows that would have no negative left (tiny batches)."
+    stuck = (same | torch.eye(same.shape[0], dtype=torch.bool, device=same.device)).all(1, keepdim=True)  # [Bg,1] nothing but the positive
+    return same & ~stuck
 
 def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContext) -> tuple[dict, dict]:
     """Cross-encoder matching (MIL-NCE over pair scores: all pairs or hard-k) and ITM with false captions, built alike.
@@ -434,12 +435,12 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     ids_all = gather_no_grad(_pad_to(ids, Lmax), ctx.dist); att_all = gather_no_grad(_pad_to(att, Lmax), ctx.dist)  # [Bg,Lmax]
     item = lambda t: None if t is None or "index" not in batch else gather_no_grad(t.to(ids.device)[batch["index"]], ctx.dist)  # [Bg]
     types = item(ctx.type_ids) if L.negatives_same_type else None
-    same = _allowed_exclusion(same_pair_mask(ids_all, item(ctx.clip_ids), types).cpu())  # [Bg,Bg] never negatives (unless nothing else is left)
+    same = same_pair_mask(ids_all, item(ctx.clip_ids), types).cpu()            # [Bg,Bg] never negatives (unless nothing else is left)
     Bg, rows, tau = sim.shape[0], pos, L.negative_temperature
     if L.cross_match != "off":
         tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N]
         if L.cross_match == "hard_k":
-            negs = sample_hard_negatives(sim, torch.arange(Bg), L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 1), same, tau)[rows.cpu()]  # [B,k]
+            negs = sample_hard_negatives(sim, torch.arange(Bg), L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 1), _allowed_exclusion(same), tau)[rows.cpu()]  # [B,k]
         else:
             negs = torch.stack([torch.cat([torch.arange(r), torch.arange(r + 1, Bg)]) for r in rows.tolist()])  # [B,Bg-1] every other clip
         k = negs.shape[1]
@@ -452,7 +453,7 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
         logs.update(lg)
     need_false = (L.itm and L.itm_negatives == "captions") or (L.cross_match == "hard_k" and L.cross_match_v2t)
     if need_false:                                                              # each clip with a sampled false caption
-        false = sample_hard_negatives(sim.T.contiguous(), torch.arange(Bg), 1, step_generator(ctx.cfg.train.seed, ctx.step, 2), same.T, tau)[rows.cpu(), 0]  # [B]
+        false = sample_hard_negatives(sim.T.contiguous(), torch.arange(Bg), 1, step_generator(ctx.cfg.train.seed, ctx.step, 2), _allowed_exclusion(same.T.contiguous()), tau)[rows.cpu(), 0]  # [B]
         f_ids, f_att = ids_all[false], att_all[false]                          # [B,Lmax] sampled false captions
         if "swapped_ids" in batch:                                              # S3 hard negatives: the caption with swapped significant words
             use = batch["swapped_ok"][:, None]

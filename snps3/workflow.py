@@ -96,7 +96,8 @@ def plot_grad_norms(df, # from `read_metrics` of a run with train.grad_norm_ever
     cols = sorted(c for c in df.columns if c.startswith("grad/"))
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     for c in cols:
-        d = df.dropna(subset=[c]); ax.plot(d["step"], d[c], marker="o" if len(d) < 30 else None, ms=3, label=c[5:])
+        d = df.dropna(subset=[c]); d = d[d[c] > 0]                              # 0 = no gradient (e.g. MLM warm-up): off the log axis
+        ax.plot(d["step"], d[c], marker="o" if len(d) < 30 else None, ms=3, label=c[5:])
     ax.set(xlabel="step", ylabel="‖∂(w·loss)/∂θ_shared‖", title="gradient norm of each loss on the shared BERT")
     if cols: ax.set_yscale("log"); ax.legend(fontsize=8, ncol=2)
     else: ax.text(0.5, 0.5, "no grad/<loss> columns: set train.grad_norm_every", ha="center", transform=ax.transAxes)

@@ -72,6 +72,13 @@ def test_same_clip_is_never_a_negative(tok):
     assert typed.tolist() == [[True, False, True], [False, True, True], [True, True, True]]
     # a row with no other column left keeps its exclusions relaxed instead of failing the sampler
     assert _allowed_exclusion(torch.ones(2, 2, dtype=torch.bool)).sum() == 0
+    # a lone image among videos: its row is relaxed, and so is its row of the transposed (clip→caption) matrix
+    lone = same_pair_mask(torch.tensor([[1], [2], [3]]), None, torch.tensor([0, 0, 1]))
+    from snps3.losses import sample_hard_negatives
+    for m in (lone, lone.T.contiguous()):
+        ex = _allowed_exclusion(m)
+        assert ex[2].sum() == 0 and bool(ex[0, 2])
+        sample_hard_negatives(torch.zeros(3, 3), torch.arange(3), 1, torch.Generator().manual_seed(0), ex, 0.05)   # no error
 
 
 def test_item_ids_follow_the_dataset_items(tiny_bench, tmp_path):

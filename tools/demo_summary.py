@@ -46,7 +46,7 @@ def pretrain_losses(run: Path, last: int = 3) -> list[str]:
     if not recs: return []
     cfg = yaml.safe_load(c.read_text()) if c.exists() else {}
     k = cfg.get("loss", {}).get("hard_k", 3)
-    chance = {"loss/cross_match": math.log(k + 1), "loss/itm": math.log(2)}
+    chance = {"loss/cross_match": math.log(k + 1), "loss/cross_match_v2t": math.log(2), "loss/itm": math.log(2)}
     out = ["", f"Pre-training losses (first logged step {recs[0]['step']}, end = mean of the last {last} logged steps up to step {recs[-1]['step']}):", "",
            "| loss | first | end | chance | end vs chance |", "|---|---|---|---|---|"]
     for key in sorted(k for k in recs[-1] if k.startswith("loss/")):
