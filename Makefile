@@ -27,15 +27,16 @@ PM = $(PYTHON) -m papermill --log-level WARNING -k python3
 RUNS ?= runs
 RESUME = -y "overrides: [train.resume=auto]"
 # step budgets that keep the cold demo within ~10 minutes on 2 CPU cores (the notebooks' own defaults are longer)
-DEMO_STEPS ?= 80
+DEMO_STEPS ?= 100
 DEMO_FT_STEPS ?= 40
+DEMO_QA_STEPS ?= 40
 demo: install $(DATA)/manifest.json
 	mkdir -p reports
 	$(PM) nbs/pretrain.ipynb reports/pretrain.ipynb -p data_root $(DATA) -p save_dir $(RUNS)/pretrain -p seed $(SEED) -p max_steps $(DEMO_STEPS) $(RESUME)
 	$(PM) nbs/finetune.ipynb reports/finetune_retrieval.ipynb -p task retrieval -p data_root $(DATA) -p init_from $(RUNS)/pretrain \
 		-p save_dir $(RUNS)/finetune_retrieval -p seed $(SEED) -p max_steps $(DEMO_FT_STEPS) $(RESUME)
 	$(PM) nbs/finetune.ipynb reports/finetune_qa.ipynb -p task qa -p data_root $(DATA) -p init_from $(RUNS)/pretrain \
-		-p save_dir $(RUNS)/finetune_qa -p seed $(SEED) $(RESUME)
+		-p save_dir $(RUNS)/finetune_qa -p seed $(SEED) -p max_steps $(DEMO_QA_STEPS) $(RESUME)
 	$(PM) nbs/eval.ipynb reports/eval_retrieval.ipynb -p task retrieval -p checkpoint $(RUNS)/finetune_retrieval -p data_root $(DATA) \
 		-p save_dir $(RUNS)/eval_retrieval -p seed $(SEED) -p overwrite True
 	$(PM) nbs/eval.ipynb reports/eval_retrieval_zeroshot.ipynb -p task retrieval -p checkpoint $(RUNS)/pretrain -p data_root $(DATA) \
