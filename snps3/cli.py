@@ -9,7 +9,7 @@ import argparse, json, sys
 from .config import load_config
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['USER_ERRORS', 'main']
 
 # %% ../nbs/10_cli.ipynb #8430351f
 def _parser() -> argparse.ArgumentParser:
@@ -26,9 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/10_cli.ipynb #66991922
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `snps3` command."
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run(argv: list[str]) -> int:
+    "Dispatch one `snps3` subcommand (errors propagate; `main` turns user errors into one line)."
     if argv[:1] == ["mine-words"]:
         from snps3.miner import mine_words_main
         return mine_words_main(argv[1:]) or 0
@@ -45,6 +44,20 @@ def main(argv: list[str] | None = None) -> int:
         summary = (finetune if args.command == "finetune" else evaluate)(cfg, progress=not args.no_progress)
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+# %% ../nbs/10_cli.ipynb #2a7cff33
+USER_ERRORS = (ValueError, OSError, FloatingPointError)  # bad input, missing / existing / unreadable files, a diverged run
+
+def main(argv: list[str] | None = None) -> int:
+    "Entry point of the `snps3` command: user errors print one `error: …` line and exit 2 (`--debug`: the traceback)."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try: return _run([a for a in argv if a != "--debug"])
+    except USER_ERRORS as e:
+        if debug: raise
+        msg = " ".join(str(e).split()) or type(e).__name__                  # one line, whatever the message holds
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
 
 # %% ../nbs/10_cli.ipynb #92e92f50
 #| eval: false

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_config.ipynb #5d90d5f6
 from __future__ import annotations
-import dataclasses, difflib, hashlib, json, typing
+import dataclasses, difflib, hashlib, json, math, typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -32,6 +32,8 @@ class DataConfig:
     batch_size: int = 16                # GLOBAL batch per optimizer micro-step, split across ranks
     num_workers: int = 0                # DataLoader workers per rank
     strict: bool = False                # raise on unreadable media instead of skipping (skips are counted in summary.json)
+    max_skips: int = 256                # stop training after this many unreadable samples in a row (a broken data.root must not loop forever)
+    allow_outside_root: bool = False    # let clip names reach files outside `root` (.., absolute paths, symlinks); off: annotations are untrusted
     words_file: str = ""                # significant-word ranking csv; '' -> mined from `train_ann` at start-up
     lemma_file: str = ""                # same-lemma json; '' -> mined together with `words_file`
     top_k: int = 800                    # words with rank <= top_k are significant (reference: 800)
@@ -41,6 +43,7 @@ class DataConfig:
         for k in ("n_clips", "num_frames", "image_size", "batch_size"):
             if getattr(self, k) < 1: raise ValueError(f"data.{k} must be >= 1, got {getattr(self, k)}")
         if self.max_text_len < 4: raise ValueError(f"data.max_text_len must be >= 4, got {self.max_text_len}")
+        if self.max_skips < 1: raise ValueError(f"data.max_skips must be >= 1, got {self.max_skips}")
 
 # %% ../nbs/01_config.ipynb #93a86f35
 @dataclass
@@ -155,6 +158,8 @@ class TrainConfig:
         if self.grad_norm_every < 0: raise ValueError(f"train.grad_norm_every must be >= 0, got {self.grad_norm_every}")
         if self.grad_accum < 1: raise ValueError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
         if self.max_steps < 0: raise ValueError(f"train.max_steps must be >= 0, got {self.max_steps}")
+        if not all(isinstance(m, int) and not isinstance(m, bool) for m in self.step_milestones):
+            raise ValueError(f"train.step_milestones must be a list of step numbers, got {self.step_milestones!r}")
 
 # %% ../nbs/01_config.ipynb #f16f1abd
 @dataclass
@@ -169,9 +174,11 @@ class EvalConfig:
     examples: int = 3                   # queries shown with their top-5 clips in the eval notebook
     checkpoint: str = ""                # what `snps3 eval` evaluates: a run directory (latest checkpoint) or a checkpoint directory
     overwrite: bool = False             # replace an existing results.json in train.save_dir (otherwise an error)
+    ties: str = "pessimistic"           # retrieval ranks: a tie with a wrong item counts against the query (pessimistic) or not (optimistic, the reference)
 
     def __post_init__(self):
         if self.rerank_k < 0: raise ValueError(f"eval.rerank_k must be >= 0 (0 scores every pair), got {self.rerank_k}")
+        if self.ties not in ("pessimistic", "optimistic"): raise ValueError(f"eval.ties must be pessimistic|optimistic, got {self.ties!r}")
 
 # %% ../nbs/01_config.ipynb #80d7c545
 @dataclass
@@ -212,10 +219,14 @@ def _coerce(key: str, value, typ, source: str = ""):
     elif typ is int:
         if isinstance(value, int) and not isinstance(value, bool): return value
     elif typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
         if isinstance(value, str):                          # YAML 1.1 reads '1e-05' as a string
-            try: return float(value)
+            try: value = float(value)
             except ValueError: pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try: value = float(value)
+            except OverflowError: value = math.inf
+            if math.isfinite(value): return value
+            raise ValueError(f"config key '{key}' expects a finite float, got {value!r}{where}")
     elif typ is str:
         if isinstance(value, str): return value
         if value is None: return ""
@@ -279,6 +290,8 @@ def _read_yaml_tree(path: Path, seen: tuple = ()) -> dict:
     if path.resolve() in seen: raise ValueError(f"config include cycle: {' -> '.join(map(str, seen + (path,)))}")
     try: raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e: raise ValueError(f"{path}: invalid YAML: {e}") from None
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 ({e.reason}); re-save the config as UTF-8") from None
+    except (ValueError, RecursionError) as e: raise ValueError(f"{path}: unreadable YAML value ({type(e).__name__}: {str(e)[:80]})") from None
     if not isinstance(raw, dict): raise ValueError(f"{path}: a config must be a mapping, got {type(raw).__name__}")
     incs = raw.pop("includes", []) or []
     if isinstance(incs, str): incs = [incs]
@@ -302,6 +315,8 @@ def parse_override(item: str) -> tuple[str, object]:
     key, raw = item.split("=", 1)
     try: value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError: value = raw
+    except (ValueError, RecursionError) as e:  # an integer of > 4300 digits, thousands of nested brackets
+        raise ValueError(f"override {item!r}: the value cannot be read ({type(e).__name__}: {str(e)[:80]}); write a plain number, string or [list]") from None
     return key.strip(), value
 
 # %% ../nbs/01_config.ipynb #7dcc9b56
@@ -310,7 +325,16 @@ def _validate(cfg: Config) -> Config:
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         if dataclasses.is_dataclass(v) and hasattr(v, "__post_init__"): v.__post_init__()
+    cfg.__post_init__()                                     # top-level keys too (task)
     return cfg
+
+# %% ../nbs/01_config.ipynb #9afe1536
+def _override_value(cfg: Config, key: str, item: str, parsed):
+    "The value of override `item`: for text keys its raw text (YAML would turn '2024', 'null', 'a #b' into something else), unquoted when quoted."
+    if key not in flat_keys(cfg) or _field_type(cfg, key) is not str: return parsed
+    raw = item.split("=", 1)[1].strip()
+    if raw[:1] in ("'", '"'): return parsed if isinstance(parsed, str) else raw   # a quoted YAML / JSON string (cli_overrides writes those)
+    return raw
 
 # %% ../nbs/01_config.ipynb #f30b8a9e
 def load_config(config=None, # a .yml path, a shipped config name, a dict, or None for the defaults
@@ -324,7 +348,7 @@ def load_config(config=None, # a .yml path, a shipped config name, a dict, or No
         path = resolve_config_path(config)
         _apply_tree(cfg, _read_yaml_tree(path), str(path))
     for item in overrides or ():
-        k, v = parse_override(item); set_key(cfg, k, v, f"override {item!r}")
+        k, v = parse_override(item); set_key(cfg, k, _override_value(cfg, k, item, v), f"override {item!r}")
     for k, v in (params or {}).items(): set_key(cfg, k, v, "parameters")
     return _validate(cfg)
 

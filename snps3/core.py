@@ -68,23 +68,30 @@ def append_jsonl(path, # jsonl file, created if missing
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n"); f.flush(); os.fsync(f.fileno())
 
+# %% ../nbs/00_core.ipynb #b9cdfd61
+def _json_line(line: str, where: str) -> dict:
+    "One jsonl line as a dict; every failure (bad JSON, huge or deeply nested values, not an object) is a `ValueError` naming `where`."
+    try: obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: malformed JSON ({e.msg}, column {e.colno}); fix or delete this line") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of > 4300 digits, or thousands of nested brackets
+        raise ValueError(f"{where}: unreadable JSON value ({type(e).__name__}: {str(e)[:120]}); fix or delete this line") from None
+    if not isinstance(obj, dict): raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
 # %% ../nbs/00_core.ipynb #34647a96
 def iter_jsonl(path # jsonl file
               ):
-    "Yield `(line_number, object)` for each non-blank line; a broken line raises a `ValueError` naming file and line."
+    "Yield `(line_number, object)` for each non-blank line (a UTF-8 BOM is accepted); a broken line raises a `ValueError` naming file and line."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"annotation file not found: {path}")
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            try: line = raw.decode("utf-8")
+            try: line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # editors on Windows start files with a BOM
             except UnicodeDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start}); re-save the file as UTF-8") from None
             if not line.strip(): continue
-            try: obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg}, column {e.colno}); fix or delete this line") from None
-            if not isinstance(obj, dict): raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            yield lineno, _json_line(line, f"{path}:{lineno}")
 
 # %% ../nbs/00_core.ipynb #ea1910a9
 def read_jsonl(path # jsonl file

@@ -73,24 +73,24 @@ class QADataset(Dataset):
     "Open-QA items (one question each): clip, tokenized question, answer index (-100 when outside the vocabulary)."
     def __init__(self, records: list[dict], media_root, tokenizer, answers: list[str], n_clips: int, num_frames: int,
                  image_size: int, max_len: int, training: bool, seed: int = 0,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), strict: bool = False):
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), strict: bool = False, allow_outside_root: bool = False):
         self.records, self.root, self.tok, self.index = records, Path(media_root), tokenizer, {a: i for i, a in enumerate(answers)}
         self.n_clips, self.num_frames, self.image_size, self.max_len = n_clips, num_frames, image_size, max_len
         self.training, self.seed, self.mean, self.std, self.strict, self.epoch = training, seed, mean, std, strict, 0
+        self.allow_outside = allow_outside_root
 
     def __len__(self): return len(self.records)
     def set_epoch(self, epoch: int): self.epoch = epoch
 
     def __getitem__(self, i: int) -> dict:
         from snps3.data.video import load_clip, resolve_media_path, MediaError
-        from snps3.data.datasets import sample_rng
+        from snps3.data.datasets import sample_rng, skip_info
         r = self.records[i]
-        path = resolve_media_path(self.root, r["clip_name"])
-        try: video = load_clip(path, self.n_clips, self.num_frames, self.image_size, self.training, sample_rng(self.seed, self.epoch, i),
+        try: video = load_clip(resolve_media_path(self.root, r["clip_name"], self.allow_outside), self.n_clips, self.num_frames, self.image_size, self.training, sample_rng(self.seed, self.epoch, i),
                                mean=self.mean, std=self.std)                                 # [N,T,3,S,S]
         except MediaError as e:
             if self.strict: raise
-            return {"skipped": str(path), "reason": str(e), "index": i}
+            return skip_info(e, i)
         enc = self.tok(r["caption"], truncation=True, max_length=self.max_len)
         return {"video": video, "index": i, "input_ids": torch.tensor(enc["input_ids"]), "label": self.index.get(r["label"], -100)}
 
@@ -98,7 +98,7 @@ class QADataset(Dataset):
 def collate_qa(samples: list[dict]) -> dict:
     "Batch QA items: padded questions [B,L], videos with clip mask, labels [B]; unreadable media dropped and counted."
     from snps3.data.datasets import _pad_1d, _pad_videos
-    good, skipped = [s for s in samples if "skipped" not in s], [s["skipped"] for s in samples if "skipped" in s]
+    good, skipped = [s for s in samples if "skipped" not in s], [s for s in samples if "skipped" in s]   # skip_info dicts
     if not good: return {"n_skipped": len(skipped), "skipped": skipped}
     video, clip_mask = _pad_videos([s["video"] for s in good])
     ids = _pad_1d([s["input_ids"] for s in good], 0)                                        # [B,L]
@@ -120,16 +120,17 @@ def build_qa_data(cfg: Config, model: QAModel, run_dir, dist_info: DistInfo) -> 
     if d.batch_size % per_step: raise ValueError(f"data.batch_size={d.batch_size} must be divisible by world_size × train.grad_accum = {per_step}")
     tok = load_tokenizer(cfg.model.text_model)
     vocab = set(model.answers)
-    records = load_annotations(_ann_path(cfg, d.train_ann), "qa")
+    dropped = {}
+    records = load_annotations(_ann_path(cfg, d.train_ann), "qa", d.root, d.allow_outside_root, dropped)
     kept = [r for r in records if r["label"] in vocab]
     if dist_info.is_main and len(kept) < len(records):
         print(f"qa: {len(records) - len(kept)} of {len(records)} train questions have answers outside the {len(vocab)}-answer vocabulary; not trained on")
     ds = QADataset(kept, d.root, tok, model.answers, d.n_clips, d.num_frames, d.image_size, d.max_text_len, True, cfg.train.seed,
-                   model.visual.mean, model.visual.std, d.strict)
+                   model.visual.mean, model.visual.std, d.strict, d.allow_outside_root)
     sampler = GlobalBatchSampler(len(ds), d.batch_size // cfg.train.grad_accum, dist_info.rank, dist_info.world_size, True, cfg.train.seed)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_qa, num_workers=d.num_workers)
     text = SimpleNamespace(tokenizer=tok, significant=torch.zeros(len(tok), dtype=torch.bool))   # what the loop's StepContext reads
-    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, None)
+    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, None, dropped=dropped, max_skips=d.max_skips)
 
 
 def qa_losses(model: QAModel, batch: dict, ctx) -> tuple[torch.Tensor, dict, dict]:
@@ -181,30 +182,38 @@ def load_for_eval(checkpoint, # a run directory or checkpoints/step_<N>
 # %% ../nbs/08a_downstream.ipynb #edb08629
 @dataclass
 class Gallery:
-    "Encoded evaluation clips."
-    names: list[str]
+    "Encoded evaluation clips: only the readable ones (unreadable clips are left out and listed in `skipped`)."
+    names: list[str]        # readable clip names, in the requested order
     emb: torch.Tensor       # [Nv,E] clip embeddings
     tokens: torch.Tensor    # [Nv,N,D] visual tokens for the cross pass
     mask: torch.Tensor      # [Nv,N]
-    skipped: list[str]      # clips that could not be read (all-masked; they rank last)
+    kept: list[int]         # index of each readable clip in the requested list
+    skipped: object         # SkipLog of the clips that could not be read (distinct files, kind and reason)
 
 
 @torch.no_grad()
-def encode_gallery(model: SNPModel, names: list[str], cfg: Config, device, progress: bool = False) -> Gallery:
-    "Encode clips (middle frames) into embeddings and visual tokens."
-    from snps3.data.datasets import ClipDataset, collate_clips
+def encode_gallery(model: SNPModel, names: list[str], cfg: Config, device, progress: bool = False,
+                   windows: dict | None = None # clip name -> (start, end) seconds (DiDeMo moments)
+                  ) -> Gallery:
+    "Encode the readable clips (middle frames of their window) into embeddings and visual tokens."
+    from snps3.data.datasets import ClipDataset, collate_clips, SkipLog
     d = cfg.data
-    ds = ClipDataset(names, d.root, d.n_clips, d.num_frames, d.image_size, model.visual.mean, model.visual.std, d.strict)
+    ds = ClipDataset(names, d.root, d.n_clips, d.num_frames, d.image_size, model.visual.mean, model.visual.std, d.strict,
+                     windows, d.allow_outside_root)
     loader = DataLoader(ds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips, num_workers=d.num_workers)
-    embs, toks, masks, skipped = [], [], [], []
+    embs, toks, masks, kept, skipped = [], [], [], [], SkipLog()
     for b in _bar(loader, "clips", progress):
+        skipped.add(b["skipped"])
+        if "video" not in b: continue
         out = model.encode_video(b["video"].to(device), b["clip_mask"].to(device))
-        embs.append(out.video_emb.float().cpu()); toks.append(out.tokens.cpu()); masks.append(out.mask.cpu())
-        skipped += b.get("skipped", [])
+        embs.append(out.video_emb.float().cpu()); toks.append(out.tokens.cpu()); masks.append(out.mask.cpu()); kept += b["index"].tolist()
+    if not kept:
+        first = "; ".join(f"{e['path']}: {e['reason']}" for e in skipped.summary(examples=3)["skipped_examples"])
+        raise ValueError(f"none of the {len(names)} evaluation clips could be read under data.root={d.root} ({first}); check data.root")
     n = max(t.shape[1] for t in toks)
     toks = [F.pad(t, (0, 0, 0, n - t.shape[1])) for t in toks]
     masks = [F.pad(m, (0, n - m.shape[1])) for m in masks]
-    return Gallery(names, torch.cat(embs), torch.cat(toks), torch.cat(masks), skipped)
+    return Gallery([names[i] for i in kept], torch.cat(embs), torch.cat(toks), torch.cat(masks), kept, skipped)
 
 
 def _bar(it, desc: str, on: bool):
@@ -312,13 +321,13 @@ def retrieval_scores(model: SNPModel, queries: dict, gallery: Gallery, rerank_k:
             "dual_s": t1 - t0, "cross_s": time.perf_counter() - t1}
 
 
-def retrieval_report(scores: dict, gt: list[list[int]]) -> dict:
-    """R@1/5/10, MedR, MeanR both ways from the dual score, from the cross score alone (`cross/`), and from the sum of
-    both heads' logits on the reranked pairs (`fused/`: cross + sim/τ, as BLIP ranks its top-k)."""
-    out = {f"dual/{k}": v for k, v in retrieval_metrics(scores["dual"], gt).items()}
+def retrieval_report(scores: dict, gt: list[list[int]], ties: str = "pessimistic") -> dict:
+    """R@1/5/10, MedR, MeanR and tied queries both ways from the dual score, from the cross score alone (`cross/`), and from the sum of
+    both heads' logits on the reranked pairs (`fused/`: cross + sim/τ, as BLIP ranks its top-k); `ties`: see `retrieval_metrics`."""
+    out = {f"dual/{k}": v for k, v in retrieval_metrics(scores["dual"], gt, ties).items()}
     for name in ("cross", "fused"):
         if f"{name}_t2v" not in scores: continue
-        t2v = retrieval_metrics(scores[f"{name}_t2v"], gt); v2t = retrieval_metrics(scores[f"{name}_v2t"], gt)
+        t2v = retrieval_metrics(scores[f"{name}_t2v"], gt, ties); v2t = retrieval_metrics(scores[f"{name}_v2t"], gt, ties)
         out.update({f"{name}/{k}": v for k, v in t2v.items() if k.startswith("t2v")})
         out.update({f"{name}/{k}": v for k, v in v2t.items() if k.startswith("v2t")})
     return out
@@ -362,58 +371,75 @@ def eval_view(cfg: Config, model_cfg: Config) -> Config:
                                                             image_size=m.image_size, max_text_len=m.max_text_len))
 
 
+def _eval_records(cfg: Config, kind: str) -> tuple[list[dict], int]:
+    "The evaluation records (clip names checked against the media root) and how many were dropped (captions without a word)."
+    from snps3.data.datasets import load_annotations
+    dropped = {}
+    recs = load_annotations(eval_ann(cfg), kind, cfg.data.root, cfg.data.allow_outside_root, dropped)
+    return _limit_clips(recs, cfg.eval.max_clips), sum(dropped.values())
+
+
+def _skip_metrics(skips) -> dict:
+    "Numbers for `metrics`: distinct unreadable files and their count per kind (missing, not_a_video, ...)."
+    return {"skipped_media": len(skips), **{f"skipped/{k}": n for k, n in skips.summary()["skipped_by_kind"].items()}}
+
+
 def eval_retrieval(cfg: Config, model: SNPModel, device, progress: bool = False) -> dict:
-    "Text↔video retrieval on `eval_ann(cfg)`: dual and cross-reranked metrics, timings, and the score matrices."
-    from snps3.data.datasets import load_annotations, retrieval_pairs
+    "Text↔video retrieval on `eval_ann(cfg)`: dual and cross-reranked metrics, timings, and the score matrices; unreadable clips leave the gallery with their captions."
+    from snps3.data.datasets import retrieval_pairs, clip_windows, readable_subset
     from snps3.data.text import load_tokenizer
-    recs = _limit_clips(load_annotations(eval_ann(cfg), "retrieval"), cfg.eval.max_clips)
-    clips, caps, gt = retrieval_pairs(recs)
+    recs, dropped = _eval_records(cfg, "retrieval")
+    clips, all_caps, all_gt = retrieval_pairs(recs)
     t0 = time.perf_counter()
-    gallery = encode_gallery(model, clips, cfg, device, progress)
+    gallery = encode_gallery(model, clips, cfg, device, progress, clip_windows(recs))    # DiDeMo: the moment window
+    caps, gt, _ = readable_subset(all_caps, all_gt, gallery.kept)                        # captions of unreadable clips leave too
+    clips = gallery.names
     queries = encode_queries(model, load_tokenizer(cfg.model.text_model), caps, cfg.data.max_text_len, device)
     enc_s = time.perf_counter() - t0
     sc = retrieval_scores(model, queries, gallery, cfg.eval.rerank_k, device, cfg.eval.batch_size, progress, cfg.loss.temperature)
-    metrics = retrieval_report(sc, gt)
+    metrics = retrieval_report(sc, gt, cfg.eval.ties)
     metrics.update({"n_clips": len(clips), "n_captions": len(caps), "rerank_k": 0 if sc["exact"] else cfg.eval.rerank_k,
                     "pairs_scored": sc["pairs_scored"], "encode_s": enc_s, "dual_s": sc["dual_s"], "cross_s": sc["cross_s"],
-                    "skipped_media": len(gallery.skipped)})
+                    **_skip_metrics(gallery.skipped), "skipped_captions": len(all_caps) - len(caps),
+                    "dropped_captions": dropped})
     metrics.update(hard_pair_metrics(model, queries, gallery, gt, Path(cfg.data.root) / "scenes.jsonl", device, cfg.eval.batch_size))
-    return {"metrics": metrics, "extra": {"clips": clips, "captions": caps, "gt": gt, "scores": sc}}
+    return {"metrics": metrics, "extra": {"clips": clips, "captions": caps, "gt": gt, "scores": sc}, "skipped": gallery.skipped.summary()}
 
 
 @torch.no_grad()
 def eval_qa(cfg: Config, model: QAModel, device, progress: bool = False) -> dict:
     "Open-QA accuracy over the run's answer vocabulary; OOV answers count as wrong and their share is reported."
-    from snps3.data.datasets import load_annotations
+    from snps3.data.datasets import SkipLog
     from snps3.data.text import load_tokenizer
     if not isinstance(model, QAModel): raise ValueError("task=qa needs a checkpoint of a QA fine-tuning run (one with answers.json)")
-    recs = _limit_clips(load_annotations(eval_ann(cfg), "qa"), cfg.eval.max_clips)
+    recs, dropped = _eval_records(cfg, "qa")
     d = cfg.data
     ds = QADataset(recs, d.root, load_tokenizer(cfg.model.text_model), model.answers, d.n_clips, d.num_frames, d.image_size,
-                   d.max_text_len, False, 0, model.visual.mean, model.visual.std, d.strict)
-    preds, labels, idx, skipped = [], [], [], []
+                   d.max_text_len, False, 0, model.visual.mean, model.visual.std, d.strict, d.allow_outside_root)
+    preds, labels, idx, skipped = [], [], [], SkipLog()
     for b in _bar(DataLoader(ds, batch_size=cfg.eval.batch_size, collate_fn=collate_qa), "questions", progress):
-        skipped += b["skipped"]
+        skipped.add(b["skipped"])
         if "video" not in b: continue
         logits = model.qa_logits(b["input_ids"].to(device), b["attention_mask"].to(device), b["video"].to(device), b["clip_mask"].to(device))
         preds.append(logits.argmax(1).cpu()); labels.append(b["label"]); idx.append(b["index"])
+    if not preds: raise ValueError(f"none of the {len(recs)} questions has a readable clip under data.root={d.root}: {skipped.summary(examples=3)['skipped_examples']}")
     pred, label, index = torch.cat(preds), torch.cat(labels), torch.cat(idx)
     m = qa_accuracy(pred, label, label < 0)
-    m.update({"n_questions": len(recs), "evaluated": len(index), "skipped_media": len(skipped)})
+    m.update({"n_questions": len(recs), "evaluated": len(index), **_skip_metrics(skipped), "skipped_questions": len(recs) - len(index),
+              "dropped_questions": dropped})
     rows = [{"clip_name": recs[i]["clip_name"], "question": recs[i]["caption"], "answer": recs[i]["label"],
              "pred": model.answers[p]} for i, p in zip(index.tolist(), pred.tolist())]
-    return {"metrics": m, "extra": {"rows": rows}}
+    return {"metrics": m, "extra": {"rows": rows}, "skipped": skipped.summary()}
 
 
 @torch.no_grad()
 def eval_mc(cfg: Config, model: SNPModel, device, progress: bool = False) -> dict:
-    "Zero-shot multiple choice: every option scored by the cross matching head (`acc`), the dual score, and their sum of logits."
-    from snps3.data.datasets import load_annotations
+    "Zero-shot multiple choice: every option scored by the cross matching head (`acc`), the dual score, and their sum of logits; questions on unreadable clips are left out and counted."
     from snps3.data.text import load_tokenizer
-    recs = _limit_clips(load_annotations(eval_ann(cfg), "mc"), cfg.eval.max_clips)
-    clips = list(dict.fromkeys(r["clip_name"] for r in recs))
-    col = {c: i for i, c in enumerate(clips)}
-    gallery = encode_gallery(model, clips, cfg, device, progress)
+    all_recs, _ = _eval_records(cfg, "mc")
+    gallery = encode_gallery(model, list(dict.fromkeys(r["clip_name"] for r in all_recs)), cfg, device, progress)
+    col = {c: i for i, c in enumerate(gallery.names)}                                       # readable clips only
+    recs = [r for r in all_recs if r["clip_name"] in col]
     C = len(recs[0]["options"])
     if any(len(r["options"]) != C for r in recs): raise ValueError(f"{eval_ann(cfg)}: every question needs the same number of options ({C})")
     texts = [o for r in recs for o in r["options"]]                                        # [Q*C]
@@ -424,10 +450,9 @@ def eval_mc(cfg: Config, model: SNPModel, device, progress: bool = False) -> dic
     dual = (queries["emb"] * gallery.emb[clip_of]).sum(1).view(len(recs), C)               # [Q,C]
     answer = [r["answer"] for r in recs]
     fused = cross + dual / cfg.loss.temperature                                             # both heads' logits
-    m = {"acc": mc_accuracy(cross, answer)["acc"], "dual_acc": mc_accuracy(dual, answer)["acc"],
-         "fused_acc": mc_accuracy(fused, answer)["acc"], "n_questions": len(recs),
-         "chance": 100.0 / C, "skipped_media": len(gallery.skipped)}
-    return {"metrics": m, "extra": {"cross": cross, "answer": answer}}
+    m = {"acc": mc_accuracy(cross, answer)["acc"], "dual_acc": mc_accuracy(dual, answer)["acc"], "fused_acc": mc_accuracy(fused, answer)["acc"],
+         "n_questions": len(all_recs), "evaluated": len(recs), "chance": 100.0 / C, **_skip_metrics(gallery.skipped), "skipped_questions": len(all_recs) - len(recs)}
+    return {"metrics": m, "extra": {"cross": cross, "answer": answer}, "skipped": gallery.skipped.summary()}
 
 # %% ../nbs/08a_downstream.ipynb #eeb4ea96
 EVALUATORS = {"retrieval": eval_retrieval, "qa": eval_qa, "mc": eval_mc}
@@ -457,7 +482,8 @@ def evaluate(cfg: Config, # task: retrieval | qa | mc; eval.checkpoint; eval.spl
     got = EVALUATORS[cfg.task](cfg, model, device, progress)
     dataset = cfg.eval.dataset or Path(cfg.data.root).resolve().name
     res = write_results(out, cfg.task, dataset, cfg.eval.split, got["metrics"], cfg)
-    res = {**res, "checkpoint": str(ck), "trained_task": model_cfg.task, "annotations": str(eval_ann(cfg))}
+    res = {**res, "checkpoint": str(ck), "trained_task": model_cfg.task, "annotations": str(eval_ann(cfg)),
+           "skipped": got.get("skipped")}                                             # unreadable files: kinds and the first reasons
     atomic_write_json(out / "results.json", res)
     return {**res, "extra": got["extra"]} if return_extra else res
 
@@ -478,7 +504,7 @@ def retrieval_examples(extra: dict, # `evaluate(..., return_extra=True)["extra"]
 def clip_frames(cfg: Config, clip_name: str, mean, std) -> np.ndarray:
     "The evaluation frames of a clip as uint8 [N*T,S,S,3] (un-normalised)."
     from snps3.data.video import load_clip, resolve_media_path
-    v = load_clip(resolve_media_path(cfg.data.root, clip_name), cfg.data.n_clips, cfg.data.num_frames, cfg.data.image_size,
+    v = load_clip(resolve_media_path(cfg.data.root, clip_name, cfg.data.allow_outside_root), cfg.data.n_clips, cfg.data.num_frames, cfg.data.image_size,
                   False, np.random.default_rng(0), mean=mean, std=std)                     # [N,T,3,S,S]
     x = v.flatten(0, 1) * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
     return (x.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).numpy()

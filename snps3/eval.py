@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['retrieval_ranks', 'retrieval_metrics', 'qa_accuracy', 'mc_accuracy']
+__all__ = ['retrieval_ranks', 'tied_queries', 'retrieval_metrics', 'qa_accuracy', 'mc_accuracy']
 
 # %% ../nbs/08_eval.ipynb #fe40a61e
 def _gt_mask(gt, # list[list[int]] (or list[int]) of ground-truth columns per query, or BoolTensor [Nq,Ng]
@@ -29,18 +29,30 @@ def _gt_mask(gt, # list[list[int]] (or list[int]) of ground-truth columns per qu
     return mask
 
 # %% ../nbs/08_eval.ipynb #adb74c8b
-def retrieval_ranks(sim: torch.Tensor, # [Nq,Ng] query-gallery scores (higher = more similar)
-                    gt, # list[list[int]] ground-truth gallery columns per query, or BoolTensor [Nq,Ng]
-                   ) -> torch.Tensor:
-    "1-based rank of each query's best-ranked ground truth, ties with non-ground-truth items counted against it: LongTensor [Nq]."
+def _best_gt(sim: torch.Tensor, gt) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Checked scores [Nq,Ng] (float, CPU), ground-truth mask [Nq,Ng] and the best ground-truth score of each query [Nq]."
     if sim.dim() != 2: raise ValueError(f"sim must be [Nq,Ng], got shape {tuple(sim.shape)}")
     if torch.isnan(sim).any(): raise ValueError(f"sim has NaN scores (queries {torch.isnan(sim).any(1).nonzero().flatten().tolist()[:10]})")
     sim = sim.detach().float().cpu()
     mask = _gt_mask(gt, tuple(sim.shape))                                              # [Nq,Ng]
     if not bool(mask.any(1).all()):
         raise ValueError(f"queries without ground truth: {(~mask.any(1)).nonzero().flatten().tolist()[:10]}")
-    best = sim.masked_fill(~mask, -float("inf")).amax(1)                               # [Nq] best ground-truth score
-    return 1 + ((sim >= best[:, None]) & ~mask).sum(1)                                 # [Nq]
+    return sim, mask, sim.masked_fill(~mask, -float("inf")).amax(1)                    # best: [Nq]
+
+def retrieval_ranks(sim: torch.Tensor, # [Nq,Ng] query-gallery scores (higher = more similar)
+                    gt, # list[list[int]] ground-truth gallery columns per query, or BoolTensor [Nq,Ng]
+                    ties: str = "pessimistic" # pessimistic: a wrong item tied with the best GT ranks ahead of it; optimistic: behind it (the reference)
+                   ) -> torch.Tensor:
+    "1-based rank of each query's best-ranked ground truth (other ground truths never push it down): LongTensor [Nq]."
+    if ties not in ("pessimistic", "optimistic"): raise ValueError(f"ties must be 'pessimistic' or 'optimistic', got {ties!r}")
+    sim, mask, best = _best_gt(sim, gt)
+    ahead = sim >= best[:, None] if ties == "pessimistic" else sim > best[:, None]    # [Nq,Ng]
+    return 1 + (ahead & ~mask).sum(1)                                                  # [Nq]
+
+def tied_queries(sim: torch.Tensor, gt) -> int:
+    "How many queries have a non-ground-truth item scored exactly like their best ground truth (where the tie rule matters)."
+    sim, mask, best = _best_gt(sim, gt)
+    return int(((sim == best[:, None]) & ~mask).any(1).sum())
 
 # %% ../nbs/08_eval.ipynb #6d890306
 def _rank_summary(ranks: torch.Tensor, # LongTensor [N] 1-based ranks
@@ -56,12 +68,21 @@ def _rank_summary(ranks: torch.Tensor, # LongTensor [N] 1-based ranks
 # %% ../nbs/08_eval.ipynb #d935ec3e
 def retrieval_metrics(sim: torch.Tensor, # [Nt,Nv] caption-video scores
                       gt_t2v, # list[list[int]] videos of each caption, or BoolTensor [Nt,Nv]
+                      ties: str = "pessimistic" # tie rule of the ranks (eval.ties): pessimistic | optimistic
                      ) -> dict:
-    "Text→video and video→text R@1/5/10 (percent), MedR and MeanR; v2t ground truth is the transpose of t2v."
+    """Text→video and video→text R@1/5/10 (percent), MedR, MeanR and `tied` (queries whose best ground truth ties with a wrong item);
+    v2t ground truth is the transpose of t2v.
+
+    Ties: with `ties="pessimistic"` (the default here) a non-ground-truth item scored exactly like the best ground truth ranks
+    ahead of it, so a collapsed model (all scores equal) gets the worst rank. The reference code counts only strictly
+    greater scores (`ties="optimistic"`): all-equal scores give R@1 = 100 there. Compare with reference-style numbers only
+    when `tied` is 0 or both conventions are reported."""
     mask = _gt_mask(gt_t2v, tuple(sim.shape))                                          # [Nt,Nv]
     has_caption = mask.any(0)                                                           # [Nv] videos that can be queries
-    out = _rank_summary(retrieval_ranks(sim, mask), "t2v")
-    out.update(_rank_summary(retrieval_ranks(sim.T[has_caption.to(sim.device)], mask.T[has_caption]), "v2t"))
+    v_sim, v_mask = sim.T[has_caption.to(sim.device)], mask.T[has_caption]              # [Nv',Nt]
+    out = _rank_summary(retrieval_ranks(sim, mask, ties), "t2v")
+    out.update(_rank_summary(retrieval_ranks(v_sim, v_mask, ties), "v2t"))
+    out.update({"t2v/tied": tied_queries(sim, mask), "v2t/tied": tied_queries(v_sim, v_mask)})
     return out
 
 # %% ../nbs/08_eval.ipynb #439a3169

@@ -51,10 +51,11 @@ def load_spacy(name: str | None = None # a spaCy model name; None: the first of 
                      f"(offline spaCy en_core_web_sm 3.8) or `python -m spacy download en_core_web_sm`")
 
 # %% ../nbs/03a_miner.ipynb #60840d2f
-def read_captions(ann_paths: list # annotation jsonl files with a "caption" field
+def read_captions(ann_paths: list, # annotation jsonl files with a "caption" field
+                  dropped: dict | None = None # filled with {"caption has no word": n}: captions such as '!!! ... ???' are left out
                  ) -> list[str]:
-    "All captions of the files, in order; a line without a string caption raises a ValueError naming file and line."
-    captions = []
+    "All captions with at least one letter or digit, in order; a line without a string caption raises a ValueError naming file and line."
+    captions, n_dropped = [], 0
     for path in ann_paths:
         for lineno, obj in iter_jsonl(path):  # broken JSON / UTF-8: ValueError naming file and line
             c = obj.get("caption")
@@ -62,7 +63,10 @@ def read_captions(ann_paths: list # annotation jsonl files with a "caption" fiel
             if not isinstance(c, str):
                 raise ValueError(f"{path}:{lineno}: no string 'caption' field (keys: {sorted(obj)}); the miner reads "
                                  f"pre-training / retrieval / QA annotations")
+            if not any(ch.isalnum() for ch in c): n_dropped += 1; continue   # nothing to count, and it would skew `captions`
             captions.append(c)
+    if dropped is not None and n_dropped: dropped["caption has no word"] = dropped.get("caption has no word", 0) + n_dropped
+    if n_dropped: print(f"{', '.join(map(str, ann_paths))}: dropped {n_dropped} caption(s) without a word", file=sys.stderr)
     if not captions: raise ValueError(f"no captions in {', '.join(map(str, ann_paths))}")
     return captions
 
@@ -227,14 +231,15 @@ def mine_to_dir(ann_paths: list, # annotation jsonl files with a "caption" field
     "Mine the captions of `ann_paths` and write the ranking csv and the same-lemma json; returns their paths."
     from snps3.data.text import load_tokenizer
     ann_paths, out = [Path(p) for p in ann_paths], Path(out_dir)
-    captions = read_captions(ann_paths)
+    dropped = {}
+    captions = read_captions(ann_paths, dropped)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_name)
     nlp = nlp if nlp is not None else load_spacy(spacy_model)
     rows, variants = mine_words(captions, tokenizer, nlp, pos_threshold, abandon, batch_size)
     csv_path = write_ranking_csv(rows, out / "word_ranking.csv")
     json_path = atomic_write_json(out / "lemma_variants.json", {str(k): v for k, v in variants.items()}, indent=0)
     atomic_write_json(out / "mine_info.json", dict(
-        annotations={str(p): sha256_file(p) for p in ann_paths}, captions=len(captions), tokenizer=tokenizer_name,
+        annotations={str(p): sha256_file(p) for p in ann_paths}, captions=len(captions), dropped_captions=dropped, tokenizer=tokenizer_name,
         vocab_size=len(tokenizer), pos_threshold=pos_threshold, abandon=sorted(abandon), words=len(rows),
         ranked=sum(r["rank"] > 0 for r in rows), words_with_variants=len(variants)))
     return csv_path, json_path
@@ -265,7 +270,7 @@ def mine_words_main(argv: list[str] | None = None, # command-line arguments (Non
         with open(csv_path, newline="", encoding="utf-8") as f: rows = list(csv.DictReader(f))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     ranked = [r for r in rows if int(r["rank"]) > 0]
     print(f"{len(rows)} single-id words, {len(ranked)} ranked, {min(len(ranked), a.top_k)} significant at top-k {a.top_k}")
     print("top (VERB+NOUN+ADJ count):", ", ".join(f"{r['name']}({sum(int(r[k]) for k in ('verb_count', 'noun_count', 'adj_count'))})"

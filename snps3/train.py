@@ -254,12 +254,14 @@ class PretrainData:
     val: dict | None        # {"loader", "captions", "gt"} for in-training dual R@1
     clip_ids: torch.Tensor | None = None  # LongTensor [len(dataset)]: the clip of each dataset item (negatives never come from the positive's clip)
     type_ids: torch.Tensor | None = None  # LongTensor [len(dataset)]: 0 video, 1 image (loss.negatives_same_type)
+    dropped: dict | None = None  # annotation records left out when loading ({reason: count}, e.g. captions without a word)
+    max_skips: int = 256    # data.max_skips: unreadable samples in a row before training stops
 
 # %% ../nbs/07_train.ipynb #6f61d20a
 def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) -> PretrainData:
     "Annotations → dataset (video + image items) → global-batch sampler → loader, plus the held-out retrieval slice."
     from snps3.data.datasets import (load_annotations, PretrainDataset, TextSide, GlobalBatchSampler, collate_pretrain,
-                                     ClipDataset, collate_clips, retrieval_pairs)
+                                     ClipDataset, collate_clips, retrieval_pairs, clip_windows)
     from snps3.data.text import load_tokenizer
     d, per_step = cfg.data, dist_info.world_size * cfg.train.grad_accum
     if d.batch_size % per_step:
@@ -268,21 +270,22 @@ def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) 
     sig, lemmas = significant_words(cfg, tok, run_dir, dist_info)
     text = TextSide(tok, sig, lemmas, d.max_text_len, cfg.loss.masking, cfg.loss.mask_prob, cfg.loss.lvwm_words)
     mean, std = model.visual.mean, model.visual.std
-    records = load_annotations(_ann_path(cfg, d.train_ann), "pretrain")
-    ds = PretrainDataset(records, d.root, text, d.n_clips, d.num_frames, d.image_size, True, cfg.train.seed, mean, std, d.strict)
+    dropped = {}
+    records = load_annotations(_ann_path(cfg, d.train_ann), "pretrain", d.root, d.allow_outside_root, dropped)
+    ds = PretrainDataset(records, d.root, text, d.n_clips, d.num_frames, d.image_size, True, cfg.train.seed, mean, std, d.strict, d.allow_outside_root)
     sampler = GlobalBatchSampler(len(ds), d.batch_size // cfg.train.grad_accum, dist_info.rank, dist_info.world_size, True, cfg.train.seed)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_pretrain, num_workers=d.num_workers)
     val = None
     if cfg.train.eval_every and d.val_ann and dist_info.is_main:
-        recs = load_annotations(_ann_path(cfg, d.val_ann), "retrieval")
+        recs = load_annotations(_ann_path(cfg, d.val_ann), "retrieval", d.root, d.allow_outside_root)
         clips = list(dict.fromkeys(r["clip_name"] for r in recs))[:d.val_size]
         clips_set = set(clips)
         clips, caps, gt = retrieval_pairs([r for r in recs if r["clip_name"] in clips_set])
-        cds = ClipDataset(clips, d.root, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict)
+        cds = ClipDataset(clips, d.root, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict, clip_windows(recs), d.allow_outside_root)
         val = {"loader": DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips), "captions": caps, "gt": gt}
     items = getattr(ds, "items", records)                                       # what batch["index"] indexes (one item per clip)
     types = torch.tensor([int(r.get("type", "video") == "image") for r in items], dtype=torch.long)
-    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val, clip_index(items), types)
+    return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val, clip_index(items), types, dropped=dropped, max_skips=d.max_skips)
 
 def clip_index(records: list[dict]) -> torch.Tensor:
     "An integer id per record (or dataset item): those of the same `clip_name` share it."
@@ -506,12 +509,14 @@ def pretrain_losses(model, batch: dict, ctx: StepContext) -> tuple[torch.Tensor,
 
 # %% ../nbs/07_train.ipynb #988b7e3a
 @torch.no_grad()
-def encode_clips(model, loader, device) -> torch.Tensor:
-    "Dual-encoder clip embeddings [Nv,E] of an evaluation loader (eval mode, middle frames)."
-    embs = []
+def encode_clips(model, loader, device, skips=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Dual-encoder embeddings [Nk,E] of the readable clips of an evaluation loader and their indices [Nk]; unreadable ones go to `skips` (a `SkipLog`)."
+    embs, kept = [], [torch.zeros(0, dtype=torch.long)]
     for b in loader:
-        embs.append(model.encode_video(b["video"].to(device), b["clip_mask"].to(device)).video_emb.float().cpu())
-    return torch.cat(embs)
+        if skips is not None: skips.add(b["skipped"])
+        if "video" not in b: continue
+        embs.append(model.encode_video(b["video"].to(device), b["clip_mask"].to(device)).video_emb.float().cpu()); kept.append(b["index"])
+    return (torch.cat(embs) if embs else torch.zeros(0, 0)), torch.cat(kept)
 
 @torch.no_grad()
 def encode_texts(model, tokenizer, captions: list[str], max_len: int, device, batch_size: int = 64) -> torch.Tensor:
@@ -525,12 +530,18 @@ def encode_texts(model, tokenizer, captions: list[str], max_len: int, device, ba
 
 # %% ../nbs/07_train.ipynb #76bdf388
 def dual_retrieval_eval(model, val: dict, tokenizer, max_len: int, device) -> dict:
-    "Text→video / video→text metrics of the dual encoder on the held-out slice."
+    "Text→video / video→text metrics of the dual encoder on the held-out slice; unreadable clips leave the gallery with their captions, counted."
     from snps3.eval import retrieval_metrics
-    was_training = model.training; model.eval()
-    try: sim = encode_texts(model, tokenizer, val["captions"], max_len, device) @ encode_clips(model, val["loader"], device).T  # [Nt,Nv]
+    from snps3.data.datasets import SkipLog, readable_subset
+    skips, was_training = SkipLog(), model.training; model.eval()
+    try:
+        emb, kept = encode_clips(model, val["loader"], device, skips)                               # [Nk,E], [Nk]
+        caps, gt, _ = readable_subset(val["captions"], val["gt"], kept.tolist())
+        sim = encode_texts(model, tokenizer, caps, max_len, device) @ emb.T if caps else None       # [Nt',Nk]
     finally: model.train(was_training)
-    return retrieval_metrics(sim, val["gt"])
+    counts = {"skipped_media": len(skips), "skipped_captions": len(val["captions"]) - len(caps),
+              **{f"skipped/{k}": n for k, n in skips.summary()["skipped_by_kind"].items()}}
+    return {**(retrieval_metrics(sim, gt) if sim is not None else {}), **counts}
 
 # %% ../nbs/07_train.ipynb #db9e2a7f
 def prepare_run_dir(cfg: Config, dist_info: DistInfo) -> tuple[Path, Path | None]:
@@ -546,7 +557,15 @@ def prepare_run_dir(cfg: Config, dist_info: DistInfo) -> tuple[Path, Path | None
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+        _remove_partial_checkpoints(run_dir)
     return run_dir, resume
+
+def _remove_partial_checkpoints(run_dir: Path) -> None:
+    "Delete the temporary directories of checkpoint writes that a killed run left behind (`.tmp_step_*`, never a finished `step_*`)."
+    ckdir = run_dir / "checkpoints"
+    if not ckdir.is_dir(): return
+    for p in ckdir.iterdir():
+        if p.name.startswith((".tmp_step_", "..tmp_step_")): shutil.rmtree(p, ignore_errors=True)
 
 # %% ../nbs/07_train.ipynb #0a9e439e
 def truncate_metrics(path: Path, after_step: int) -> None:
@@ -586,13 +605,16 @@ def load_weights(model, ckpt) -> Path:
 
 # %% ../nbs/07_train.ipynb #17ccd4c1
 class BatchStream:
-    "Endless micro-batches over epochs that remembers its position (epoch, batch in epoch) for exact resume."
+    "Endless micro-batches over epochs that remembers its position (epoch, batch in epoch) for exact resume; stops when nothing is readable."
     def __init__(self, data: PretrainData, epoch: int = 0, batch_in_epoch: int = 0):
+        from snps3.data.datasets import SkipLog
         self.data, self.epoch, self.pos, self.it = data, epoch, batch_in_epoch, None
-        self.skipped: list[str] = []
+        self.skips = SkipLog()               # distinct unreadable files with kind and reason (flat memory while skipping)
+        self.in_a_row, self.full_epoch, self.got_batch = 0, False, False
 
     def _start(self):
         self.data.dataset.set_epoch(self.epoch); self.data.sampler.set_epoch(self.epoch, self.pos)
+        self.full_epoch, self.got_batch = self.pos == 0, False
         self.it = iter(self.data.loader)
 
     def next(self) -> dict:
@@ -601,13 +623,25 @@ class BatchStream:
             if self.it is None: self._start()
             try: batch = next(self.it)
             except StopIteration:
+                if self.full_epoch and not self.got_batch: raise self._unreadable("a whole epoch gave no readable batch")
                 self.epoch, self.pos, self.it = self.epoch + 1, 0, None; continue
             self.pos += 1
-            self.skipped += batch["skipped"]
-            if "video" not in batch: continue
+            self.skips.add(batch["skipped"])
+            if "video" not in batch:
+                self.in_a_row += batch["n_skipped"]
+                if self.in_a_row >= self.data.max_skips: raise self._unreadable(f"{self.in_a_row} unreadable samples in a row (data.max_skips={self.data.max_skips})")
+                continue
+            self.in_a_row, self.got_batch = 0, True
             return _refill(batch, self.data.micro_batch)
 
-    def state(self) -> dict: return {"epoch": self.epoch, "batch_in_epoch": self.pos, "skipped_media": len(self.skipped)}
+    def _unreadable(self, what: str) -> ValueError:
+        "The error that stops a run whose media cannot be read: how many files, the first reasons, the data root."
+        first = "; ".join(f"{e['path']}: {e['reason']}" for e in self.skips.summary(examples=3)["skipped_examples"])
+        return ValueError(f"training stopped: {what}. {len(self.skips)} distinct files tried and none could be read "
+                            f"(by kind: {self.skips.summary()['skipped_by_kind']}); first reasons: {first}. "
+                            f"Data root: {getattr(self.data.dataset, 'root', '?')}. Check data.root and the clip names of the annotation file.")
+
+    def state(self) -> dict: return {"epoch": self.epoch, "batch_in_epoch": self.pos, "skipped_media": len(self.skips)}
 
 def _refill(batch: dict, size: int) -> dict:
     "Repeat the readable samples of a batch that lost some to unreadable media, so every rank keeps `size` rows."
@@ -804,8 +838,20 @@ def _queue_tensors(queue) -> dict:
 
 def _summary(cfg, run_dir, steps, wall, samples, stream, dist_info, last_ckpt) -> dict:
     "What `summary.json` holds."
-    skipped = int(reduce_scalars([float(len(stream.skipped))], dist_info)[0])
     return {"steps": steps, "total_steps": cfg.train.max_steps, "wall_time_s": round(wall, 3), "samples": samples,
-            "samples_per_s": round(samples / max(wall, 1e-9), 3), "skipped_media": skipped, "skipped_examples": stream.skipped[:20],
+            "samples_per_s": round(samples / max(wall, 1e-9), 3), **_gather_skips(stream.skips, dist_info).summary(),
+            "dropped_annotations": stream.data.dropped or {},
             "world_size": dist_info.world_size, "config_hash": config_hash(cfg), "last_checkpoint": str(last_ckpt) if last_ckpt else None,
             "seed": cfg.train.seed, "run_dir": str(run_dir)}
+
+
+def _gather_skips(skips, dist_info: DistInfo):
+    "The union of every rank's `SkipLog` (distinct files over the whole job)."
+    if not dist_info.is_ddp: return skips
+    import torch.distributed as dist
+    from snps3.data.datasets import SkipLog
+    logs = [None] * dist_info.world_size
+    dist.all_gather_object(logs, skips)
+    out = SkipLog()
+    for log in logs: out.merge(log)
+    return out

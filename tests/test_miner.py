@@ -67,6 +67,6 @@ def test_script_ranks_attributes_above_filler(tmp_path):
 def test_broken_annotations_name_file_and_line(tmp_path, capsys, bad, expect):
     ann = tmp_path / "ann.jsonl"
     ann.write_bytes(bad)
-    assert mine_words_main(["--ann", str(ann), "--out", str(tmp_path / "w")]) == 1
+    assert mine_words_main(["--ann", str(ann), "--out", str(tmp_path / "w")]) == 2
     assert expect in capsys.readouterr().err
     assert not (tmp_path / "w" / "word_ranking.csv").exists()

@@ -96,12 +96,16 @@ def _read_lines(path, what: str) -> list[str]:
     return [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
 
 # %% ../../nbs/12_data.convert.ipynb #a028d82f
+_LIST_FIELDS = ("options", "times", "regions")   # fields whose value is a list by design
+
 def _missing(rec, fields: tuple) -> str | None:
-    "The drop reason when `rec` is not an object or one of `fields` is absent, null or blank; None when all are there."
+    "The drop reason when `rec` is not an object or one of `fields` is absent, null, blank, or (except list fields) not a string or number."
     if not isinstance(rec, dict): return f"record is not a JSON object ({type(rec).__name__})"
     for f in fields:
         v = rec.get(f)
         if v is None or (isinstance(v, str) and not v.strip()): return f"missing field '{f}'"
+        if f not in _LIST_FIELDS and (isinstance(v, bool) or not isinstance(v, (str, int, float))):
+            return f"field '{f}' is not a string or number"    # a dict or list would become its repr as text
     return None
 
 # %% ../../nbs/12_data.convert.ipynb #238c4646
@@ -142,7 +146,7 @@ def _msrvtt_split_ids(data: dict, split: str, train_list, test_csv, report: dict
     videos = data["videos"]
     if any(not isinstance(v, dict) or "split" not in v for v in videos):
         report["notes"].append("some entries of 'videos' have no 'split' field; they are in no official split")
-    return [v["video_id"] for v in videos if isinstance(v, dict) and v.get("split") == MSRVTT_SPLITS[split]]
+    return [v["video_id"] for v in videos if isinstance(v, dict) and v.get("split") == MSRVTT_SPLITS[split] and isinstance(v.get("video_id"), str)]
 
 # %% ../../nbs/12_data.convert.ipynb #f1299b01
 def _msrvtt_captions(data: dict, name: str, ids: list[str], report: dict) -> list[dict]:
@@ -187,6 +191,7 @@ def _qa_records(items: list, name: str, clip_of, report: dict) -> list[dict]:
         if clip is None: _drop(report, "video_id not found (bad id or not in the mapping)", f"{name}[{i}] video_id={q['video_id']!r}"); continue
         rec = {"clip_name": clip, "caption": _clean(q["question"]), "label": _clean(q["answer"])}
         if q.get("id") is not None:
+            if isinstance(q["id"], bool) or not isinstance(q["id"], (str, int)): _drop(report, "id is not a string or integer", f"{name}[{i}]"); continue
             if q["id"] in seen: _drop(report, "repeated id", f"{name}[{i}] id={q['id']!r}"); continue
             seen.add(q["id"]); rec["qid"] = q["id"]
         records.append(rec)
@@ -309,20 +314,34 @@ def _mc_answer_base(rows: list[dict], path, answer_base: int | None, report: dic
     return answer_base
 
 # %% ../../nbs/12_data.convert.ipynb #bdde1085
-def msrvtt_mc(path, # msrvtt_mc_test.jsonl (ClipBERT) or MSR_MC_test.csv (JSFusion, tab-separated)
+def _mc_clip(row: dict) -> str:
+    "The clip of an MC csv row: `video_id`, or the official `vid_key` ('msr7010' → 'video7010'); '' when neither is usable."
+    vid = (row.get("video_id") or "").strip()
+    if vid: return vid
+    key = (row.get("vid_key") or "").strip()
+    n = _as_int(key[3:]) if key.startswith("msr") else None
+    return f"video{n}" if n is not None else (key if _msrvtt_clip(key) else "")
+
+def _sniff_delimiter(path) -> str:
+    "Tab when the header line holds a tab (JSFusion's file), comma otherwise."
+    with open(path, encoding="utf-8-sig", errors="replace") as f: return "\t" if "\t" in f.readline() else ","
+
+def msrvtt_mc(path, # msrvtt_mc_test.jsonl (ClipBERT) or MSR_MC_test.csv (JSFusion: key, vid_key, a1..a5, answer; tab or comma)
               answer_base: int | None = None # MSR_MC_test.csv only: 0 or 1; None reads it from the data
              ) -> tuple[list[dict], dict]:
-    "MSRVTT multiple-choice questions as `{qid, clip_name, options[5], answer (0-based)}` records."
+    "MSRVTT multiple-choice questions as `{qid, clip_name, options[5], answer (0-based)}` records (the csv's `key` is the qid)."
     path, records = _check_file(path, "MSRVTT multiple-choice file"), []
     report = _report("msrvtt_mc", {"mc": path})
     if path.suffix == ".jsonl":
         for lineno, q in iter_jsonl(path): records.append(_mc_record(q, f"{path.name}:{lineno}", report))
         return _finish([r for r in records if r], report)
-    rows = _read_csv(path, "MSR_MC_test.csv", ("video_id", "a1", "a2", "a3", "a4", "a5", "answer"), delimiter="\t")
+    rows = _read_csv(path, "MSR_MC_test.csv", ("a1", "a2", "a3", "a4", "a5", "answer"), delimiter=_sniff_delimiter(path))
+    if rows and not ({"video_id", "vid_key"} & set(rows[0])):
+        raise ValueError(f"{path}: MSR_MC_test.csv has neither a 'vid_key' nor a 'video_id' column; header found: {list(rows[0])}")
     base = _mc_answer_base(rows, path, answer_base, report)
     for i, row in enumerate(rows):
         a = _as_int(row.get("answer"))
-        q = {"qid": row.get("key") or i, "clip_name": (row.get("video_id") or "").strip(),
+        q = {"qid": (row.get("key") or "").strip() or i, "clip_name": _mc_clip(row),
              "options": [row.get(f"a{k}") for k in range(1, 6)], "answer": None if a is None else a - base}
         records.append(_mc_record(q, f"{path.name}: data row {i + 1}", report))
     return _finish([r for r in records if r], report)
@@ -380,9 +399,11 @@ def drop_missing_media(records: list[dict], # converted records
     if not root.is_dir(): raise FileNotFoundError(f"media root not found: {root}")
     for r in records:
         name = r["clip_name"]
-        if name not in exists: exists[name] = resolve_media_path(root, name).is_file()
-        if exists[name]: kept.append(r)
-        else: _drop(report, "media file missing under the media root", str(resolve_media_path(root, name)))
+        if name not in exists:
+            try: exists[name] = resolve_media_path(root, name).is_file() or "media file missing under the media root"
+            except MediaError: exists[name] = "clip_name leads outside the media root"   # '..', absolute path, symlink out
+        if exists[name] is True: kept.append(r)
+        else: _drop(report, exists[name], str(root / name))
     report["sources"]["media_root"] = str(root)
     return _finish(kept, report)
 
@@ -535,7 +556,7 @@ def _open_h264(container, fps: float, height: int, width: int, gop: int, crf: in
 # %% ../../nbs/12_data.convert.ipynb #87752f1d
 def _encode(inp, out, src, fps, short_side, gop, crf, preset) -> dict:
     "Decode the first video stream of `inp` and write it to `out`; returns what was written."
-    if not inp.streams.video: raise MediaError(src, "has no video stream")
+    if not inp.streams.video: raise MediaError(src, "has no video stream", kind="no_video_stream")
     vs = inp.streams.video[0]
     src_fps = float(vs.average_rate or vs.guessed_rate or 0) or 25.0
     fps, stream, n = float(fps or src_fps), None, 0
@@ -564,7 +585,7 @@ def reencode_video(src, # input video (any container / codec FFmpeg reads)
     import av
     src, dst = Path(src), Path(dst)
     if gop < 1: raise ValueError(f"gop must be >= 1, got {gop}")
-    if not src.is_file(): raise MediaError(src, "file not found")
+    if not src.is_file(): raise MediaError(src, "file not found", kind="missing")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.partial")
     try:

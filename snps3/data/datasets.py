@@ -4,7 +4,7 @@
 
 # %% ../../nbs/03b_data.datasets.ipynb #625d64ea
 from __future__ import annotations
-import math
+import math, os, sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +16,9 @@ from torch.utils.data import Dataset, Sampler
 from ..core import iter_jsonl
 
 # %% auto #0
-__all__ = ['ANN_FIELDS', 'load_annotations', 'sample_rng', 'sample_torch_generator', 'TextSide', 'group_by_clip',
-           'PretrainDataset', 'collate_pretrain', 'GlobalBatchSampler', 'ClipDataset', 'collate_clips',
-           'retrieval_pairs']
+__all__ = ['ANN_FIELDS', 'has_word', 'load_annotations', 'skip_info', 'SkipLog', 'sample_rng', 'sample_torch_generator',
+           'TextSide', 'group_by_clip', 'PretrainDataset', 'collate_pretrain', 'GlobalBatchSampler', 'ClipDataset',
+           'collate_clips', 'retrieval_pairs', 'clip_windows', 'readable_subset']
 
 # %% ../../nbs/03b_data.datasets.ipynb #62eefea0
 ANN_FIELDS = {
@@ -30,14 +30,17 @@ ANN_FIELDS = {
 _ID_FIELD = {"retrieval": "sen_id", "mc": "qid", "qa": "qid"}
 
 # %% ../../nbs/03b_data.datasets.ipynb #adf88b1c
+def has_word(text: str) -> bool:
+    "True when `text` holds at least one letter or digit (in any script): '!!! ... ???' has no word to learn from."
+    return any(ch.isalnum() for ch in text)
+
 def _check_record(rec: dict, kind: str, where: str) -> dict:
     "Check one annotation's fields and types; errors name the file, line and field."
     for name, typ in ANN_FIELDS[kind].items():
         if name not in rec: raise ValueError(f"{where}: missing field '{name}' (a {kind} annotation needs {sorted(ANN_FIELDS[kind])})")
         if not isinstance(rec[name], typ) or isinstance(rec[name], bool):
             raise ValueError(f"{where}: field '{name}' should be {getattr(typ, '__name__', typ)}, got {type(rec[name]).__name__}")
-    if "caption" in ANN_FIELDS[kind] and not rec["caption"].strip():
-        raise ValueError(f"{where}: field 'caption' is empty; remove the line or write a caption")
+    if not rec["clip_name"].strip(): raise ValueError(f"{where}: field 'clip_name' is empty")
     if kind == "mc" and not 0 <= rec["answer"] < len(rec["options"]):
         raise ValueError(f"{where}: field 'answer' = {rec['answer']} is not an index into the {len(rec['options'])} options")
     if rec.get("type", "video") not in ("video", "image"):
@@ -45,23 +48,74 @@ def _check_record(rec: dict, kind: str, where: str) -> dict:
     return rec
 
 # %% ../../nbs/03b_data.datasets.ipynb #c95512b3
+def _check_inside(rec: dict, where: str, media_root, allow_outside_root: bool) -> None:
+    "Refuse a clip_name that leads outside the media root (`..`, absolute path, symlink), naming file, line and name."
+    from snps3.data.video import resolve_media_path, MediaError
+    try: resolve_media_path(media_root, rec["clip_name"], allow_outside_root)
+    except MediaError as e:
+        raise ValueError(f"{where}: clip_name {rec['clip_name']!r} leads outside the media root {media_root} (to {os.path.realpath(e.path)}); "
+                         "clip names must stay inside data.root. If the media live elsewhere on purpose, set data.allow_outside_root=true") from None
+
 def load_annotations(path, # annotation jsonl
-                     kind: str = "pretrain" # pretrain | retrieval | qa | mc
+                     kind: str = "pretrain", # pretrain | retrieval | qa | mc
+                     media_root=None, # when given, every clip_name must stay inside it (unless `allow_outside_root`)
+                     allow_outside_root: bool = False, # data.allow_outside_root
+                     dropped: dict | None = None # filled with {reason: count} of the records left out (captions without a word)
                     ) -> list[dict]:
-    "Read and validate an annotation file; each record gets `_line` (its line number)."
+    "Read and validate an annotation file; each record gets `_line`. Captions that are empty or have no word are dropped and counted."
     if kind not in ANN_FIELDS: raise ValueError(f"unknown annotation kind {kind!r}; use one of {sorted(ANN_FIELDS)}")
-    out, seen = [], {}
+    out, seen, drops, first = [], {}, {}, {}
     id_field = _ID_FIELD.get(kind)
     for lineno, rec in iter_jsonl(path):
         where = f"{path}:{lineno}"
         _check_record(rec, kind, where)
+        if "caption" in ANN_FIELDS[kind] and not has_word(rec["caption"]):
+            reason = "caption has no word" if rec["caption"].strip() else "caption is empty"
+            drops[reason] = drops.get(reason, 0) + 1; first.setdefault(reason, lineno); continue
+        if media_root is not None: _check_inside(rec, where, media_root, allow_outside_root)
         if id_field and id_field in rec:
             key = rec[id_field]
             if key in seen: raise ValueError(f"{where}: duplicate {id_field} {key!r} (first seen on line {seen[key]}); ids must be unique")
             seen[key] = lineno
         out.append({**rec, "_line": lineno})
-    if not out: raise ValueError(f"{path}: no annotations found (the file is empty)")
+    for reason, n in drops.items(): print(f"{path}: dropped {n} record(s): {reason} (first on line {first[reason]})", file=sys.stderr)
+    if dropped is not None:
+        for reason, n in drops.items(): dropped[reason] = dropped.get(reason, 0) + n
+    if not out: raise ValueError(f"{path}: no annotations found" + (f" (every record was dropped: {drops})" if drops else " (the file is empty)"))
     return out
+
+# %% ../../nbs/03b_data.datasets.ipynb #261ddae1
+def skip_info(e, # the MediaError of an unreadable file
+              index: int | None = None # the dataset index of the sample
+             ) -> dict:
+    "What a dataset returns for an unreadable sample: the file, its kind (missing, not_a_video, ...), the reason."
+    return {"skipped": e.path, "kind": e.kind, "reason": e.reason, "index": index}
+
+class SkipLog:
+    "Distinct unreadable files with their kind and reason; memory grows with distinct files only (a file skipped every epoch counts once)."
+    def __init__(self, limit: int = 1_000_000): # files remembered at most; beyond that they are only counted (possibly twice)
+        self.files, self.limit, self.overflow = {}, limit, 0
+
+    def add(self, skipped: list[dict]) -> None:
+        "Record `skip_info` dicts (repeats of a known file are ignored)."
+        for s in skipped:
+            if s["skipped"] in self.files: continue
+            if len(self.files) >= self.limit: self.overflow += 1; continue
+            self.files[s["skipped"]] = (s["kind"], s["reason"])
+
+    def merge(self, other: "SkipLog") -> "SkipLog":
+        "Add another log's files (e.g. another rank's)."
+        self.add([{"skipped": p, "kind": k, "reason": r} for p, (k, r) in other.files.items()]); self.overflow += other.overflow
+        return self
+
+    def __len__(self): return len(self.files) + self.overflow
+
+    def summary(self, prefix: str = "skipped", examples: int = 20) -> dict:
+        "`{prefix}_media` (distinct files), `{prefix}_by_kind` and the first `examples` files with their kind and reason."
+        kinds = {}
+        for k, _ in self.files.values(): kinds[k] = kinds.get(k, 0) + 1
+        first = [{"path": p, "kind": k, "reason": r} for p, (k, r) in list(self.files.items())[:examples]]
+        return {f"{prefix}_media": len(self), f"{prefix}_by_kind": dict(sorted(kinds.items())), f"{prefix}_examples": first}
 
 # %% ../../nbs/03b_data.datasets.ipynb #9ffc3297
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -116,10 +170,10 @@ class PretrainDataset(Dataset):
                  text: TextSide, # tokenizer + masking
                  n_clips: int = 4, num_frames: int = 1, image_size: int = 64,
                  training: bool = True, seed: int = 0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                 strict: bool = False):
+                 strict: bool = False, allow_outside_root: bool = False):
         self.items, self.root, self.text = group_by_clip(records), Path(media_root), text
         self.n_clips, self.num_frames, self.image_size = n_clips, num_frames, image_size
-        self.training, self.seed, self.mean, self.std, self.strict = training, seed, mean, std, strict
+        self.training, self.seed, self.mean, self.std, self.strict, self.allow_outside = training, seed, mean, std, strict, allow_outside_root
         self.epoch = 0
 
     def __len__(self): return len(self.items)
@@ -129,13 +183,13 @@ class PretrainDataset(Dataset):
         from snps3.data.video import load_clip, resolve_media_path, MediaError
         it, rng = self.items[i], sample_rng(self.seed, self.epoch, i)
         caption = it["captions"][int(rng.integers(len(it["captions"])))] if self.training else it["captions"][0]
-        path = resolve_media_path(self.root, it["clip_name"])
         try:
+            path = resolve_media_path(self.root, it["clip_name"], self.allow_outside)
             video = load_clip(path, self.n_clips, self.num_frames, self.image_size, self.training, rng,
                               mean=self.mean, std=self.std, start=it["start"], end=it["end"])   # [N,T,3,S,S]
         except MediaError as e:
             if self.strict: raise
-            return {"skipped": str(path), "reason": str(e)}
+            return skip_info(e, i)
         gen = sample_torch_generator(self.seed, self.epoch, i)
         return {"video": video, "index": i, "caption": caption, **self.text.encode(caption, gen)}
 
@@ -162,7 +216,7 @@ def _pad_videos(videos: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 def collate_pretrain(samples: list[dict]) -> dict:
     "Batch samples: pad text (pad id 0, labels -100) and clips (with `clip_mask`); drop skipped ones and count them."
     good = [s for s in samples if "skipped" not in s]
-    skipped = [s["skipped"] for s in samples if "skipped" in s]
+    skipped = [s for s in samples if "skipped" in s]                             # skip_info dicts
     if not good: return {"n_skipped": len(skipped), "skipped": skipped}
     video, clip_mask = _pad_videos([s["video"] for s in good])
     batch = {"video": video, "clip_mask": clip_mask, "index": torch.tensor([s["index"] for s in good]),
@@ -198,32 +252,33 @@ class GlobalBatchSampler(Sampler):
 class ClipDataset(Dataset):
     "Evaluation clips (one per unique clip name, middle frames): used for retrieval galleries and in-training R@1."
     def __init__(self, clip_names: list[str], media_root, n_clips: int = 4, num_frames: int = 1, image_size: int = 64,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), strict: bool = False):
-        self.names, self.root = clip_names, Path(media_root)
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), strict: bool = False,
+                 windows: dict | None = None, # clip name -> (start, end) in seconds (DiDeMo moments); other clips: the whole video
+                 allow_outside_root: bool = False):
+        self.names, self.root, self.windows, self.allow_outside = clip_names, Path(media_root), windows or {}, allow_outside_root
         self.n_clips, self.num_frames, self.image_size, self.mean, self.std, self.strict = n_clips, num_frames, image_size, mean, std, strict
 
     def __len__(self): return len(self.names)
 
     def __getitem__(self, i: int) -> dict:
         from snps3.data.video import load_clip, resolve_media_path, MediaError
-        path = resolve_media_path(self.root, self.names[i])
-        try: video = load_clip(path, self.n_clips, self.num_frames, self.image_size, False, np.random.default_rng(0), mean=self.mean, std=self.std)
+        start, end = self.windows.get(self.names[i], (None, None))
+        try:
+            path = resolve_media_path(self.root, self.names[i], self.allow_outside)
+            video = load_clip(path, self.n_clips, self.num_frames, self.image_size, False, np.random.default_rng(0),
+                              mean=self.mean, std=self.std, start=start, end=end)                # [N,T,3,S,S]
         except MediaError as e:
             if self.strict: raise
-            return {"skipped": str(path), "reason": str(e), "index": i}
+            return skip_info(e, i)
         return {"video": video, "index": i}
 
 # %% ../../nbs/03b_data.datasets.ipynb #dd54d566
 def collate_clips(samples: list[dict]) -> dict:
-    "Batch evaluation clips; a skipped clip keeps its slot as an all-masked video so indices stay aligned."
-    ref = next((s["video"] for s in samples if "video" in s), None)
-    if ref is None: raise ValueError(f"no clip of this batch could be read: {[s['skipped'] for s in samples]}")
-    vids = [s.get("video", torch.zeros_like(ref)) for s in samples]
-    video, mask = _pad_videos(vids)                                              # [B,N,T,3,S,S], [B,N]
-    for i, s in enumerate(samples):
-        if "skipped" in s: mask[i, 1:] = False                                   # keep one (zero) token so pooling is defined
-    return {"video": video, "clip_mask": mask, "index": torch.tensor([s["index"] for s in samples]),
-            "n_skipped": sum("skipped" in s for s in samples), "skipped": [s["skipped"] for s in samples if "skipped" in s]}
+    "Batch the readable evaluation clips (`index` says which); unreadable ones are left out and listed in `skipped`."
+    good, skipped = [s for s in samples if "video" in s], [s for s in samples if "skipped" in s]
+    out = {"index": torch.tensor([s["index"] for s in good], dtype=torch.long), "n_skipped": len(skipped), "skipped": skipped}
+    if good: out["video"], out["clip_mask"] = _pad_videos([s["video"] for s in good])   # [B',N,T,3,S,S], [B',N]
+    return out
 
 # %% ../../nbs/03b_data.datasets.ipynb #689bc035
 def retrieval_pairs(records: list[dict]) -> tuple[list[str], list[str], list[list[int]]]:
@@ -232,3 +287,16 @@ def retrieval_pairs(records: list[dict]) -> tuple[list[str], list[str], list[lis
     for r in records:
         if r["clip_name"] not in where: where[r["clip_name"]] = len(clips); clips.append(r["clip_name"])
     return clips, [r["caption"] for r in records], [[where[r["clip_name"]]] for r in records]
+
+def clip_windows(records: list[dict]) -> dict:
+    "clip name -> (start, end) seconds for the records that carry a window (DiDeMo moments); the first record of a clip wins."
+    out = {}
+    for r in records:
+        if r.get("start") is not None or r.get("end") is not None: out.setdefault(r["clip_name"], (r.get("start"), r.get("end")))
+    return out
+
+def readable_subset(captions: list[str], gt: list[list[int]], kept: list[int]) -> tuple[list[str], list[list[int]], list[int]]:
+    "Captions and ground truth over the readable clips `kept` (gallery columns, in order): captions left without a readable clip are dropped; also returns the kept caption indices."
+    col = {c: j for j, c in enumerate(kept)}
+    rows = [q for q, g in enumerate(gt) if any(c in col for c in g)]
+    return [captions[q] for q in rows], [[col[c] for c in gt[q] if c in col] for q in rows], rows

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/02_data.video.ipynb #4c30f015
 from __future__ import annotations
+import errno, os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,34 +13,48 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['VIDEO_EXTS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MediaError', 'resolve_media_path', 'is_image',
-           'sample_segment_indices', 'write_video', 'MediaInfo', 'media_info', 'media_num_frames', 'read_frames',
-           'resize_crop', 'normalize', 'load_clip']
+__all__ = ['MEDIA_ERROR_KINDS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MediaError', 'is_inside',
+           'resolve_media_path', 'is_image', 'sample_segment_indices', 'write_video', 'MediaInfo', 'media_info',
+           'media_num_frames', 'read_frames', 'resize_crop', 'normalize', 'load_clip']
 
 # %% ../../nbs/02_data.video.ipynb #5a3ce156
 _MEDIA_HINT = "check the file (e.g. `ffprobe FILE`), re-encode it (data_prep/), or remove its lines from the annotation file"
+MEDIA_ERROR_KINDS = ("missing", "outside_root", "symlink_loop", "not_a_video", "no_video_stream", "decode_error")
 
 class MediaError(Exception):
-    "An unreadable media file; the message names the file, the reason and what to do."
+    "An unreadable media file; the message names the file, the reason and what to do; `kind` is one of `MEDIA_ERROR_KINDS`."
     def __init__(self, path, # the file
                  reason: str = "unreadable", # what went wrong
-                 hint: str = _MEDIA_HINT # what the user can do
+                 hint: str = _MEDIA_HINT, # what the user can do
+                 kind: str = "decode_error" # the category counted in summary.json / results.json
                 ):
-        self.path, self.reason, self.hint = str(path), reason, hint
+        if kind not in MEDIA_ERROR_KINDS: raise ValueError(f"MediaError kind must be one of {MEDIA_ERROR_KINDS}, got {kind!r}")
+        self.path, self.reason, self.hint, self.kind = str(path), reason, hint, kind
         super().__init__(f"{path}: {reason}; {hint}")
-    def __reduce__(self): return (MediaError, (self.path, self.reason, self.hint))  # survives pickling across DataLoader workers
+    def __reduce__(self): return (MediaError, (self.path, self.reason, self.hint, self.kind))  # survives pickling across DataLoader workers
 
 # %% ../../nbs/02_data.video.ipynb #a64ec577
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".gif", ".3gp", ".ts")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_OUTSIDE_HINT = ("clip names must stay inside data.root (no '..', no absolute paths, no symlinks leading out); "
+                 "if the media really live elsewhere on purpose, set data.allow_outside_root=true")
+
+def is_inside(root, # media root
+              path # a path built from it
+             ) -> bool:
+    "True when `path`, with `..` and every symlink resolved, lies inside `root` (also resolved); symlink loops count as inside (the reader reports them)."
+    r, p = os.path.realpath(root), os.path.realpath(path)   # realpath never raises; a loop stays unresolved (and inside)
+    return os.path.commonpath([r, p]) == r
 
 def resolve_media_path(root, # media root (`data.root`)
-                       clip_name: str # `clip_name` from an annotation line
+                       clip_name: str, # `clip_name` from an annotation line
+                       allow_outside_root: bool = False # True: let names reach files outside `root` (`..`, absolute paths, symlinks)
                       ) -> Path:
-    "`root/clip_name`, with `.mp4` appended when `clip_name` has no media extension (ids such as 'video7010')."
+    "`root/clip_name`, with `.mp4` appended when `clip_name` has no media extension; a path leading outside `root` is a `MediaError`."
     p = Path(root) / clip_name
-    if p.suffix.lower() in VIDEO_EXTS + IMAGE_EXTS: return p
-    return p.with_name(p.name + ".mp4")
+    if p.suffix.lower() not in VIDEO_EXTS + IMAGE_EXTS: p = p.with_name(p.name + ".mp4")
+    if not allow_outside_root and not is_inside(root, p): raise MediaError(p, f"outside the media root {root}", _OUTSIDE_HINT, "outside_root")
+    return p
 
 # %% ../../nbs/02_data.video.ipynb #8f82f740
 def is_image(path) -> bool:
@@ -48,11 +63,17 @@ def is_image(path) -> bool:
 
 # %% ../../nbs/02_data.video.ipynb #7729bb2f
 def _check_file(path) -> Path:
-    "The path as a `Path` if it is a non-empty file, else a `MediaError`."
+    "The path as a `Path` if it is a non-empty file, else a `MediaError` (missing, symlink loop, not a file, empty)."
     path = Path(path)
-    if not path.exists(): raise MediaError(path, "file not found", "check `data.root` and the clip_name in the annotation file")
-    if not path.is_file(): raise MediaError(path, "not a regular file", "clip_name must point to a video or image file")
-    if path.stat().st_size == 0: raise MediaError(path, "zero-byte file (an interrupted download or copy?)")
+    if not path.exists():
+        if path.is_symlink():
+            try: os.stat(path)
+            except OSError as e:
+                if e.errno == errno.ELOOP: raise MediaError(path, "symlink loop", "fix or remove the symlink", "symlink_loop") from None
+            raise MediaError(path, f"dangling symlink (points to {os.readlink(path)})", "fix or remove the symlink", "missing")
+        raise MediaError(path, "file not found", "check `data.root` and the clip_name in the annotation file", "missing")
+    if not path.is_file(): raise MediaError(path, "not a regular file", "clip_name must point to a video or image file", "not_a_video")
+    if path.stat().st_size == 0: raise MediaError(path, "zero-byte file (an interrupted download or copy?)", kind="not_a_video")
     return path
 
 # %% ../../nbs/02_data.video.ipynb #53a50afb
@@ -127,13 +148,13 @@ def _av_open(path):
     import av
     try: return av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise MediaError(path, f"not a readable video ({_ffmpeg_reason(e)})") from None
+        raise MediaError(path, f"not a readable video ({_ffmpeg_reason(e)})", kind="not_a_video") from None
 
 # %% ../../nbs/02_data.video.ipynb #2f95cfb9
 def _probe_video(path: Path) -> MediaInfo:
     "Frame count, fps and size from the container header (PyAV; no decoding)."
     with _av_open(path) as c:
-        if not c.streams.video: raise MediaError(path, "has no video stream (audio-only or not a video)")
+        if not c.streams.video: raise MediaError(path, "has no video stream (audio-only or not a video)", kind="no_video_stream")
         s = c.streams.video[0]
         fps = float(s.average_rate or s.guessed_rate or 0)
         n = s.frames or (round(c.duration / 1e6 * fps) if c.duration and fps else 0)
@@ -151,7 +172,7 @@ def media_info(path # a video or image file
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im: w, h = im.size
-    except (UnidentifiedImageError, OSError) as e: raise MediaError(path, f"not a readable image ({e})") from None
+    except (UnidentifiedImageError, OSError) as e: raise MediaError(path, f"not a readable image ({e})", kind="not_a_video") from None
     return MediaInfo(1, 0.0, h, w)
 
 # %% ../../nbs/02_data.video.ipynb #b9cb728d
@@ -171,7 +192,7 @@ def _read_image(path: Path, count: int, size: int | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im: im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e: raise MediaError(path, f"not a readable image ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e: raise MediaError(path, f"not a readable image ({e})", kind="not_a_video") from None
     if size:
         h, w = _short_side_dims(im.height, im.width, size)
         im = im.resize((w, h), Image.BILINEAR)
@@ -186,14 +207,22 @@ def _import_decord():
 
 # %% ../../nbs/02_data.video.ipynb #f3e482f9
 def _decord_read(decord, path: Path, indices: np.ndarray, size: int | None, info: MediaInfo) -> np.ndarray:
-    "Frames [K,H,W,3] with decord (short side resized to `size` at decode when set); raises on any problem."
-    h, w = _short_side_dims(info.height, info.width, size) if size else (info.height, info.width)
-    vr = decord.VideoReader(str(path), num_threads=1, **({"height": h, "width": w} if size else {}))
+    """Frames [K,H,W,3] with decord at the native size, then the short side resized to `size` (when set); raises on any problem.
+    decord's own decode-time resize fails for many target widths (all below 64 px, 96, ...: dmlc/decord#336), so it is not used."""
+    vr = decord.VideoReader(str(path), num_threads=1)
     batch = vr.get_batch(np.clip(indices, 0, len(vr) - 1).tolist())
     frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)  # [K,H,W,3] (any decord bridge)
-    if frames.shape != (len(indices), h, w, 3):  # dmlc/decord#336: some widths come back with 4 or 6 channels
-        raise RuntimeError(f"decord returned frames of shape {frames.shape}, expected {(len(indices), h, w, 3)}")
-    return frames
+    if frames.shape != (len(indices), info.height, info.width, 3):  # some widths come back with 4 or 6 channels
+        raise RuntimeError(f"decord returned frames of shape {frames.shape}, expected {(len(indices), info.height, info.width, 3)}")
+    return _resize_short_side(frames, size) if size else frames
+
+def _resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
+    "uint8 [K,H,W,3] -> uint8 [K,h,w,3] with the short side `size` (bicubic, antialiased, like FFmpeg's scale filter)."
+    h, w = _short_side_dims(frames.shape[1], frames.shape[2], size)
+    if (h, w) == frames.shape[1:3]: return frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()                      # [K,3,H,W]
+    x = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)            # [K,3,h,w]
+    return x.round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).contiguous().numpy()                   # [K,h,w,3]
 
 # %% ../../nbs/02_data.video.ipynb #8b1d4326
 _SEEK_GAP = 16  # decode forward when the next wanted frame is this close, seek (to the previous keyframe) otherwise
@@ -234,14 +263,18 @@ def _av_read(path: Path, indices: np.ndarray, size: int | None, info: MediaInfo)
     return np.stack([got[k] for k in pick.tolist()])  # [K,H,W,3]
 
 # %% ../../nbs/02_data.video.ipynb #2ed37b39
+_DECORD_FAILED: dict = {}  # files decord could not read in this process (path -> None, bounded): go straight to PyAV next time
+
 def _read_video(path: Path, indices: np.ndarray, size: int | None, info: MediaInfo, backend: str = "auto") -> np.ndarray:
-    "decord first, PyAV when decord is missing, fails, or returns a malformed array."
+    "decord first, PyAV when decord is missing, fails, or returns a malformed array (a file decord failed on once goes to PyAV directly)."
     if backend not in ("auto", "decord", "av"): raise ValueError(f"backend must be auto|decord|av, got {backend!r}")
-    decord = _import_decord() if backend != "av" else None
+    decord = _import_decord() if backend != "av" and not (backend == "auto" and str(path) in _DECORD_FAILED) else None
     if decord is not None:
         try: return _decord_read(decord, path, indices, size, info)
         except Exception as e:  # decord raises bare RuntimeErrors / DECORDErrors
             if backend == "decord": raise MediaError(path, f"decord failed ({_ffmpeg_reason(e)})") from None
+            if len(_DECORD_FAILED) >= 100_000: _DECORD_FAILED.clear()   # memory stays bounded on huge corpora
+            _DECORD_FAILED[str(path)] = None
     elif backend == "decord": raise MediaError(path, "decord is not installed", "pip install decord2, or use backend='auto'")
     return _av_read(path, indices, size, info)
 
