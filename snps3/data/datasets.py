@@ -64,7 +64,7 @@ def load_annotations(path, # annotation jsonl
                     ) -> list[dict]:
     "Read and validate an annotation file; each record gets `_line`. Captions that are empty or have no word are dropped and counted."
     if kind not in ANN_FIELDS: raise ValueError(f"unknown annotation kind {kind!r}; use one of {sorted(ANN_FIELDS)}")
-    out, seen, drops, first = [], {}, {}, {}
+    out, seen, drops, first, inside = [], {}, {}, {}, set()
     id_field = _ID_FIELD.get(kind)
     for lineno, rec in iter_jsonl(path):
         where = f"{path}:{lineno}"
@@ -72,7 +72,8 @@ def load_annotations(path, # annotation jsonl
         if "caption" in ANN_FIELDS[kind] and not has_word(rec["caption"]):
             reason = "caption has no word" if rec["caption"].strip() else "caption is empty"
             drops[reason] = drops.get(reason, 0) + 1; first.setdefault(reason, lineno); continue
-        if media_root is not None: _check_inside(rec, where, media_root, allow_outside_root)
+        if media_root is not None and rec["clip_name"] not in inside:                # each distinct clip name is resolved once
+            _check_inside(rec, where, media_root, allow_outside_root); inside.add(rec["clip_name"])
         if id_field and id_field in rec:
             key = rec[id_field]
             if key in seen: raise ValueError(f"{where}: duplicate {id_field} {key!r} (first seen on line {seen[key]}); ids must be unique")
