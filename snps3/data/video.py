@@ -248,19 +248,20 @@ def _av_frames(container, wanted: np.ndarray):
 
 # %% ../../nbs/02_data.video.ipynb #c2d0a596
 def _av_read(path: Path, indices: np.ndarray, size: int | None, info: MediaInfo) -> np.ndarray:
-    "PyAV fallback: frames [K,H,W,3]; frames past a truncation repeat the last good one."
+    "PyAV fallback: frames [K,H,W,3] (decoded at the native size, then resized like decord's); frames past a truncation repeat the last good one."
     import av
-    h, w = _short_side_dims(info.height, info.width, size) if size else (info.height, info.width)
+    h, w = info.height, info.width
     got, err = {}, None
     with _av_open(path) as c:
         try:
-            for i, frame in _av_frames(c, np.unique(indices)):  # any pixel format -> RGB; bicubic like FFmpeg's scale filter in decord
+            for i, frame in _av_frames(c, np.unique(indices)):  # any pixel format -> RGB at the stream's size
                 got[i] = frame.to_ndarray(format="rgb24", height=h, width=w, interpolation="BICUBIC")
         except av.error.FFmpegError as e: err = e  # a damaged packet: keep what decoded before it
     if not got: raise MediaError(path, f"no decodable frames ({_ffmpeg_reason(err) if err else 'empty stream'})")
     have = np.array(sorted(got))
     pick = have[np.clip(np.searchsorted(have, indices, side="right") - 1, 0, None)]  # nearest decoded frame at or before
-    return np.stack([got[k] for k in pick.tolist()])  # [K,H,W,3]
+    frames = np.stack([got[k] for k in pick.tolist()])  # [K,H,W,3]
+    return _resize_short_side(frames, size) if size else frames  # the same resize as the decord path: both backends agree
 
 # %% ../../nbs/02_data.video.ipynb #2ed37b39
 _DECORD_FAILED: dict = {}  # files decord could not read in this process (path -> None, bounded): go straight to PyAV next time
