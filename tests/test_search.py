@@ -9,7 +9,9 @@ import pytest
 
 from helpers import ENV, metrics, papermill, run_cli
 
-TOP1_SHARE = 0.5    # measured with this recipe (60 steps, seed 0): see the test below
+# The recipe below (tiny_cpu, 150 steps, seed 0, deterministic) put the right clip first for 17 of the 31 train captions
+# and in the top 3 for 21 when measured (16 clips, 8 of them unseen hard negatives; chance: 1/16 and 3/16).
+TOP1_SHARE, TOP3_SHARE = 0.4, 0.6
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +20,7 @@ def trained(tiny_bench, tmp_path_factory):
     run = tmp_path_factory.mktemp("search") / "run"
     r = run_cli(["finetune", "--config", "tiny_cpu", "--no-progress", "task=retrieval", f"data.root={tiny_bench}",
                  "data.train_ann=retrieval_train.jsonl", "loss.w_mlm=0.0", "loss.mlm_text=false", "loss.lvwm=false",
-                 "train.max_steps=60", "train.log_every=5", f"train.save_dir={run}", "train.tensorboard=true"])
+                 "train.max_steps=150", "train.save_every=0", "train.log_every=5", f"train.save_dir={run}", "train.tensorboard=true"])
     assert r.returncode == 0, r.stderr[-3000:]
     return run
 
@@ -60,13 +62,14 @@ def test_trained_captions_find_their_clip_and_broken_files_are_skipped(trained, 
     assert manifest["complete"] and manifest["preprocessing"]["image_size"] == 32 and manifest["config_hash"]
     # the captions the model was trained on: each one's clip (or its byte-identical copy) comes first for most of them
     recs = [json.loads(l) for l in (tiny_bench / "retrieval_train.jsonl").read_text().splitlines()]
-    got = _search(tmp_path / "idx", *[r["caption"] for r in recs], "-k", "3")
-    first = [Path(q["hits"][0]["path"]) for q in got["results"]]
+    got = _search(tmp_path / "idx", *[r["caption"] for r in recs], "-k", "4")
     want = [Path(r["clip_name"]).name for r in recs]
-    same = lambda p, w: p.name == w or (p.name == "copy.MP4" and w == "v00001.mp4")
-    share = sum(same(p, w) for p, w in zip(first, want)) / len(recs)
-    assert share >= TOP1_SHARE, (share, list(zip(first, want)))
-    assert all(str(p).startswith(str(videos)) for p in first)
+    same = lambda p, w: Path(p).name == w or (Path(p).name == "copy.MP4" and w == "v00001.mp4")   # the copy is the same clip
+    ranks = [next((i + 1 for i, h in enumerate(q["hits"]) if same(h["path"], w)), 99) for q, w in zip(got["results"], want)]
+    ranks = [r - 1 if w == "v00001.mp4" and r > 1 else r for r, w in zip(ranks, want)]        # its twin may take a place
+    top1, top3 = sum(r == 1 for r in ranks) / len(recs), sum(r <= 3 for r in ranks) / len(recs)
+    assert top1 >= TOP1_SHARE and top3 >= TOP3_SHARE, (top1, top3, ranks)
+    assert all(h["path"].startswith(str(videos)) for q in got["results"] for h in q["hits"])
     # reranking: the top-k carry cross scores, in decreasing order
     hits = _search(tmp_path / "idx", recs[0]["caption"], "-k", "3", "--rerank", "5")["results"][0]["hits"]
     assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["cross"] >= hits[1]["cross"] >= hits[2]["cross"]
