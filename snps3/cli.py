@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.max_steps=30")
         s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sub.add_parser("mine-words", help="rank significant words of annotation captions (spaCy POS)", add_help=False)
+    sub.add_parser("index", help="embed every video under a folder into a searchable index (snps3.search)", add_help=False)
+    sub.add_parser("search", help="search an index by text: ranked files with dual / cross scores", add_help=False)
     return p
 
 # %% ../nbs/10_cli.ipynb #66991922
@@ -31,6 +33,9 @@ def _run(argv: list[str]) -> int:
     if argv[:1] == ["mine-words"]:
         from snps3.miner import mine_words_main
         return mine_words_main(argv[1:]) or 0
+    if argv[:1] in (["index"], ["search"]):
+        from snps3.search import index_main, search_main
+        return (index_main if argv[0] == "index" else search_main)(argv[1:])
     parser = _parser()
     args, rest = parser.parse_known_args(argv)              # overrides may also follow an option such as --no-progress
     unknown = [r for r in rest if r.startswith("-") or "=" not in r]

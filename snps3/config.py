@@ -149,6 +149,7 @@ class TrainConfig:
     save_dir: str = "runs/pretrain"
     resume: str = ""                    # '' | auto (latest checkpoint in save_dir) | a checkpoint or run directory: continue exactly
     restart: str = ""                   # a checkpoint or run directory: load weights only (the reference's meaning)
+    tensorboard: bool = False           # also write each metrics.jsonl record as TensorBoard scalars under <save_dir>/tb
     inject_nan_at: int = -1             # fault injection for tests: make the loss NaN at this step (-1: never)
 
     def __post_init__(self):

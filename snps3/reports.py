@@ -95,24 +95,21 @@ def _run_from_dir(run_dir: Path, # holds results.json and / or summary.json
     return run
 
 # %% ../nbs/11a_reports.ipynb #ba31e2d6
-def _notebook_scraps(path: Path # a notebook
-                    ) -> tuple[dict, dict] | None:
-    "The scrapbook scraps (name -> data) and papermill parameters of a notebook, or None when it has no scraps."
-    import scrapbook as sb
-    try: nb = sb.read_notebook(str(path))
+def _notebook_params(path: Path # a notebook
+                    ) -> dict | None:
+    "The papermill parameters of an executed notebook ({} when it has none), or None when it is not a readable notebook."
+    import nbformat
+    try: nb = nbformat.read(str(path), as_version=4)
     except Exception as e:
         warnings.warn(f"{path}: skipped, not a readable notebook ({type(e).__name__}: {e})"); return None
-    scraps = {name: s.data for name, s in nb.scraps.items() if s.data is not None}
-    return (scraps, dict(nb.parameters or {})) if scraps else None
+    return dict(nb.metadata.get("papermill", {}).get("parameters") or {})
 
 # %% ../nbs/11a_reports.ipynb #5e14735f
-def _run_from_notebook(path: Path, scraps: dict, params: dict) -> dict:
-    "A run record from a notebook's scraps: the glued `results` dict when present, else its scalar scraps as metrics."
+def _run_from_notebook(path: Path, params: dict) -> dict:
+    "A run record for an executed notebook whose run directory was not found: what its parameters say, no metrics."
     run = _new_run(path.stem)
-    res = scraps.get("results") if isinstance(scraps.get("results"), dict) else {}
-    for k in ("task", "dataset", "split", "seed", "config_hash", "data_manifest_hash"): run[k] = res.get(k, params.get(k))
-    run["metrics"] = dict(res.get("metrics") or {k: v for k, v in scraps.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    run["sources"].append("scrapbook")
+    for k in ("task", "dataset", "split", "seed"): run[k] = params.get(k)
+    run["sources"].append("papermill parameters")
     return run
 
 # %% ../nbs/11a_reports.ipynb #c9d61673
@@ -133,22 +130,20 @@ def _visible_files(root: Path, pattern: str) -> list[Path]:
 
 # %% ../nbs/11a_reports.ipynb #47392561
 def _attach_notebook(runs: list, # run records found so far (changed in place)
-                     path: Path # an executed notebook with scraps
+                     path: Path # an executed notebook (papermill)
                     ) -> None:
-    "Link a notebook (and its HTML) to the run whose directory it recorded, or add it as a run of its own."
-    scraps, params = _notebook_scraps(path) or (None, None)
-    if scraps is None: return
-    res = scraps.get("results") if isinstance(scraps.get("results"), dict) else {}
-    recorded = res.get("run_dir") or params.get("save_dir")
-    run = next((r for r in runs if r["run_dir"] is not None and _same_dir(recorded, r["run_dir"])), None)
-    if run is None: runs.append(run := _run_from_notebook(path, scraps, params))
+    "Link a papermill-executed notebook (and its HTML) to the run directory of its `save_dir` parameter, or add it as a run of its own."
+    params = _notebook_params(path)
+    if not params: return                                                  # unreadable, or not executed by papermill
+    run = next((r for r in runs if r["run_dir"] is not None and _same_dir(params.get("save_dir"), r["run_dir"])), None)
+    if run is None: runs.append(run := _run_from_notebook(path, params))
     run["notebook"] = path
     run["html"] = path.with_suffix(".html") if path.with_suffix(".html").is_file() else None
 
 # %% ../nbs/11a_reports.ipynb #ea458ede
 def collect_runs(root_dirs # folders to search: run directories (results.json, summary.json) and executed notebooks
                 ) -> list[dict]:
-    "One record per run (fields `RUN_FIELDS`) from results.json / summary.json, and from scrapbook scraps of executed notebooks."
+    "One record per run (fields `RUN_FIELDS`) from results.json / summary.json, linked to the executed notebooks that wrote them."
     roots = [Path(r) for r in ([root_dirs] if isinstance(root_dirs, (str, os.PathLike)) else root_dirs)]
     runs, seen = [], set()
     for root in (r for r in roots if r.is_dir()):

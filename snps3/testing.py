@@ -12,7 +12,7 @@ import torch
 from .config import Config, load_config
 
 # %% auto #0
-__all__ = ['tiny_config', 'fake_captions', 'minilm_tokenizer', 'fake_video_batch']
+__all__ = ['tiny_config', 'fake_captions', 'minilm_tokenizer', 'fake_video_batch', 'tiny_run_dir', 'write_test_videos']
 
 # %% ../nbs/09_testing.ipynb #81f3b29e
 def _tiny_tree() -> dict:
@@ -57,3 +57,34 @@ def fake_video_batch(cfg: Config, # uses data.n_clips, num_frames, image_size, m
     video[~clip_mask] = 0
     enc = minilm_tokenizer()(fake_captions(B, seed), padding="longest", truncation=True, max_length=d.max_text_len, return_tensors="pt")
     return {"video": video, "clip_mask": clip_mask, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}  # [B,L]
+
+# %% ../nbs/09_testing.ipynb #0769d88a
+def tiny_run_dir(root, # the run directory is created as root/name
+                 name: str = "run", seed: int = 0, **overrides # `tiny_config` overrides
+                ) -> "Path":
+    "A run directory (config.yaml + checkpoints/step_1) holding a tiny random SNP model."
+    from pathlib import Path
+    from snps3.config import save_config
+    from snps3.models.snp import SNPModel
+    torch.manual_seed(seed)
+    cfg = tiny_config(**overrides)
+    run = Path(root) / name; run.mkdir(parents=True)
+    save_config(cfg, run / "config.yaml")
+    ck = SNPModel(cfg).save_pretrained(run / "checkpoints" / "step_1")
+    (ck / "trainer_state.json").write_text("{}")                         # marks a finished checkpoint
+    return run
+
+# %% ../nbs/09_testing.ipynb #96ecc53e
+def write_test_videos(folder, # created if missing
+                      n: int = 3, # videos clip0.mp4 ... clip<n-1>.mp4
+                      start: int = 0 # first index (to add more videos later)
+                     ) -> list:
+    "n small real mp4 files (8 frames of 32 px; a colour and a bar position per index)."
+    import numpy as np
+    from pathlib import Path
+    from snps3.data.video import write_video
+    paths = []
+    for i in range(start, start + n):
+        frames = np.zeros((8, 32, 32, 3), np.uint8); frames[..., i % 3] = 40 + (37 * i) % 200; frames[:, 8:16, (4 * i) % 24:(4 * i) % 24 + 8] = 255
+        paths.append(write_video(Path(folder) / f"clip{i}.mp4", frames))
+    return paths

@@ -27,8 +27,8 @@ __all__ = ['DistInfo', 'setup_distributed', 'all_reduce_sum', 'reduce_scalars', 
            'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask', 'swap_significant',
            'attention_received', 'same_pair_mask', 'matching_terms', 'pretrain_losses', 'encode_clips', 'encode_texts',
            'dual_retrieval_eval', 'prepare_run_dir', 'truncate_metrics', 'sync_gradients', 'broadcast_parameters',
-           'load_weights', 'BatchStream', 'check_finite', 'shared_parameters', 'loss_grad_norms', 'balance_scales',
-           'TaskHooks', 'task_hooks', 'train']
+           'load_weights', 'BatchStream', 'tensorboard_writer', 'log_metrics', 'check_finite', 'shared_parameters',
+           'loss_grad_norms', 'balance_scales', 'TaskHooks', 'task_hooks', 'train']
 
 # %% ../nbs/07_train.ipynb #3a3f8813
 @dataclass
@@ -657,6 +657,23 @@ def _log_record(step: int, lr: float, window: list[dict], dist_info: DistInfo) -
     vals = [v / dist_info.world_size for v in reduce_scalars([float(np.mean([w[k] for w in window if k in w])) for k in keys], dist_info)]
     return {"step": step, "lr": lr, **dict(zip(keys, vals))}
 
+# %% ../nbs/07_train.ipynb #fff9417b
+def tensorboard_writer(cfg: Config, run_dir: Path, dist_info: DistInfo, start_step: int = 0):
+    "With train.tensorboard, a SummaryWriter on run_dir/tb (main process; a resumed run drops the logged steps after its checkpoint), else None."
+    if not (cfg.train.tensorboard and dist_info.is_main): return None
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError: raise ImportError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(str(Path(run_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
+
+
+def log_metrics(run_dir: Path, rec: dict, tb=None) -> None:
+    "Append one record to metrics.jsonl (the source of truth) and, with a writer, mirror its numbers as TensorBoard scalars."
+    append_jsonl(Path(run_dir) / "metrics.jsonl", rec)
+    if tb is None: return
+    for k, v in rec.items():
+        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool): tb.add_scalar(k, v, rec["step"])
+    tb.flush()                                          # live curves: `tensorboard --logdir runs`
+
 # %% ../nbs/07_train.ipynb #f38088ba
 def _scalar_logs(losses: dict, logs: dict, total: torch.Tensor) -> dict:
     "Flatten one micro-step's losses (`loss`, `loss/<name>`) and float metrics."
@@ -785,6 +802,7 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
                       getattr(data, "clip_ids", None), getattr(data, "type_ids", None), dict(state.get("loss_scales", {})))
     shared = shared_parameters(model)
     model.train()
+    tb = tensorboard_writer(cfg, run_dir, dist_info, start_step)             # None unless train.tensorboard
     t0, samples, window, bar = time.time(), state["samples"], [], _progress(tc.max_steps, start_step, not (progress and dist_info.is_main))
     for step in range(start_step, tc.max_steps):
         # learning rate for this step
@@ -817,16 +835,17 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
         if done % tc.log_every == 0 or done == tc.max_steps:
             rec = _log_record(done, lr, window, dist_info); window = []
             rec["samples_per_s"] = (samples - state["samples"]) / max(time.time() - t0, 1e-9)
-            if dist_info.is_main: append_jsonl(run_dir / "metrics.jsonl", rec); bar.set_postfix(loss=f"{rec['loss']:.3f}")
+            if dist_info.is_main: log_metrics(run_dir, rec, tb); bar.set_postfix(loss=f"{rec['loss']:.3f}")
         if data.val is not None and tc.eval_every and (done % tc.eval_every == 0 or done == tc.max_steps):
             m = dual_retrieval_eval(model, data.val, tok, cfg.data.max_text_len, device)
-            append_jsonl(run_dir / "metrics.jsonl", {"step": done, **{f"val/{k}": v for k, v in m.items()}})
+            log_metrics(run_dir, {"step": done, **{f"val/{k}": v for k, v in m.items()}}, tb)
         if (tc.save_every and done % tc.save_every == 0) or done == tc.max_steps:
             st = {**stream.state(), "samples": samples, "wall_s": state["wall_s"] + time.time() - t0, "loss_scales": ctx.loss_scales}
             if dist_info.is_main:
                 last_ckpt = save_checkpoint(run_dir, done, model, optimizer, scaler, _queue_tensors(queue), st, tc.keep_checkpoints)
             _barrier(dist_info)
     bar.close()
+    if tb is not None: tb.close()
     summary = _summary(cfg, run_dir, tc.max_steps - start_step, time.time() - t0, samples - state["samples"], stream, dist_info, last_ckpt)
     if dist_info.is_main: atomic_write_json(run_dir / "summary.json", summary)
     return summary

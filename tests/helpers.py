@@ -45,7 +45,8 @@ def papermill(nb, out, *params, timeout=600):
     return out
 
 
-def scraps(path):
-    "The scrapbook scraps of an executed notebook as {name: data}."
-    import scrapbook as sb
-    return {k: v.data for k, v in sb.read_notebook(str(path)).scraps.items()}
+def results(run_dir, name="results.json"):
+    "The JSON a run directory holds: results.json (evaluations, and the metrics the workflow notebooks record), or another file."
+    p = Path(run_dir) / name
+    assert p.is_file(), f"{p} was not written"
+    return json.loads(p.read_text())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ENV, scraps
+from helpers import ENV, results
 from helpers import papermill as run_nb
 
 
@@ -31,14 +31,14 @@ def grid(tiny_bench, tmp_path_factory):
     d = tmp_path_factory.mktemp("ablation")
     args = [*TINY, "-p", "data_root", str(tiny_bench), "-p", "save_dir", str(d / "runs")]
     papermill(d / "first.ipynb", *args)
+    first = results(d / "runs", "ablation_results.json")
     before = snapshot(d / "runs")
     papermill(d / "again.ipynb", *args)
-    return d, before
+    return d, before, first
 
 
 def test_table_and_verdict(grid):
-    d, _ = grid
-    s = scraps(d / "first.ipynb")
+    d, _, s = grid
     assert (s["trained_stages"], s["evaluations_run"]) == (5 * 2 * 3, 5 * 2 * 3)
     table = s["table"]
     assert len(table) == 5 and {r["network"] for r in table.values()} == {"SNP", "P3E"}
@@ -49,9 +49,8 @@ def test_table_and_verdict(grid):
     assert snp < p3e
     for part in ("Table III, MSSM instead of MLM", "Table III, adding LVWM", "Table II, SNP instead of P3E", "Against the paper"):
         assert part in s["verdict"], part
-    res = json.loads((d / "runs" / "ablation_results.json").read_text())
-    assert res["verdict"] == s["verdict"] and len(res["runs"]) == 10 and res["seeds"] == [0, 1]
-    assert set(res["stats"]) == {"baseline", "mssm", "lvwm", "s3", "p3e"}
+    assert len(s["runs"]) == 10 and s["seeds"] == [0, 1]
+    assert set(s["stats"]) == {"baseline", "mssm", "lvwm", "s3", "p3e"}
     assert (d / "runs" / "ablation_curves.png").stat().st_size > 0
     run = d / "runs" / "p3e" / "seed1"
     assert "architecture: p3e" in (run / "ft_qa" / "config.yaml").read_text()
@@ -60,8 +59,8 @@ def test_table_and_verdict(grid):
 
 
 def test_rerun_reuses_every_run(grid):
-    d, before = grid
-    s = scraps(d / "again.ipynb")
+    d, before, first = grid
+    s = results(d / "runs", "ablation_results.json")
     assert (s["trained_stages"], s["evaluations_run"]) == (0, 0)
     assert snapshot(d / "runs") == before          # no metrics.jsonl, checkpoint, summary or results.json written again
-    assert s["table"] == scraps(d / "first.ipynb")["table"]
+    assert s["table"] == first["table"] and s["verdict"] == first["verdict"]
