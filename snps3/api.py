@@ -149,7 +149,7 @@ class VideoTextModel:
     def score(self, texts: list[str], videos, batch_size: int = 64) -> torch.Tensor:
         "Cross score [Nt,Nv] of every (text, video) pair: the cross pass + matching head; `videos`: paths or `VideoEmbeddings`."
         ve, q = self._embedded(videos), self._queries(texts)
-        gallery = Gallery(ve.paths, ve.emb, ve.tokens, ve.mask, [])
+        gallery = Gallery(ve.paths, ve.emb, ve.tokens, ve.mask, list(range(len(ve.paths))), [])
         pairs = torch.cartesian_prod(torch.arange(len(q["emb"])), torch.arange(len(ve)))   # [Nt*Nv,2]
         return cross_pair_scores(self.model, q, gallery, pairs, self.device, batch_size).view(len(q["emb"]), len(ve))
 

@@ -345,7 +345,7 @@ def _rerank(model: VideoTextModel, index: VideoIndex, q: dict, qi: int, ids: lis
     "Cross scores of query `qi` with the videos `ids` (visual tokens read from the shards)."
     from snps3.downstream import Gallery, cross_pair_scores
     tokens, mask = index.visual_tokens(ids)
-    gallery = Gallery([index.path(i) for i in ids], torch.zeros(len(ids), 1), tokens, mask, [])
+    gallery = Gallery([index.path(i) for i in ids], torch.zeros(len(ids), 1), tokens, mask, list(range(len(ids))), [])
     pairs = torch.stack([torch.full((len(ids),), qi), torch.arange(len(ids))], 1)        # [n,2]
     return cross_pair_scores(model.model, q, gallery, pairs, model.device, batch_size).tolist()
 
