@@ -36,11 +36,19 @@ class DataConfig:
     lemma_file: str = ""                # same-lemma json; '' -> mined together with `words_file`
     top_k: int = 800                    # words with rank <= top_k are significant (reference: 800)
     qa_answers: int = 1000              # open QA: the classifier's vocabulary = the top-N answers of the train split
+    format: str = "files"               # files: one media file per clip under `root` | webdataset: tar shards of data_prep/make_shards.py in `root` (a folder or an fsspec URL)
+    shuffle_buffer: int = 1000          # webdataset: samples held (as bytes) per loader worker to shuffle the stream; memory ~ this x the mean clip size
+    val_root: str = ""                  # media root of `val_ann` when `root` holds shards ('' -> `root`)
 
     def __post_init__(self):
         for k in ("n_clips", "num_frames", "image_size", "batch_size"):
             if getattr(self, k) < 1: raise ValueError(f"data.{k} must be >= 1, got {getattr(self, k)}")
         if self.max_text_len < 4: raise ValueError(f"data.max_text_len must be >= 4, got {self.max_text_len}")
+        if self.format not in ("files", "webdataset"): raise ValueError(f"data.format must be files|webdataset, got {self.format!r}")
+        if self.shuffle_buffer < 0: raise ValueError(f"data.shuffle_buffer must be >= 0 (0 or 1: no shuffling), got {self.shuffle_buffer}")
+        if self.format == "webdataset" and "://" in self.root and not self.words_file:
+            raise ValueError(f"data.root={self.root!r} is a URL: mine the significant words first (snps3 mine-words on the annotation "
+                             "file, or the copy in the shard folder) and set data.words_file / data.lemma_file")
 
 # %% ../nbs/01_config.ipynb #93a86f35
 @dataclass
@@ -186,6 +194,15 @@ class Config:
 
     def __post_init__(self):
         if self.task not in ("pretrain", "retrieval", "qa", "mc"): raise ValueError(f"task must be pretrain|retrieval|qa|mc, got {self.task!r}")
+        if self.data.format == "webdataset": _check_webdataset(self)
+
+def _check_webdataset(cfg) -> None:
+    "Shards stream the training pairs only: what else a run reads must be files."
+    if cfg.task not in ("pretrain", "retrieval"):
+        raise ValueError(f"data.format=webdataset streams pre-training / retrieval shards; task={cfg.task} reads media files (data.format=files)")
+    if cfg.train.eval_every and cfg.data.val_ann and not cfg.data.val_root:
+        raise ValueError("data.format=webdataset: the in-training R@1 reads media files; set data.val_root=<the media root of "
+                         "data.val_ann>, or train.eval_every=0")
 
 # %% ../nbs/01_config.ipynb #238cdbb4
 def flat_keys(cfg: Config) -> dict:
@@ -306,10 +323,11 @@ def parse_override(item: str) -> tuple[str, object]:
 
 # %% ../nbs/01_config.ipynb #7dcc9b56
 def _validate(cfg: Config) -> Config:
-    "Re-run every section's `__post_init__` checks after keys were set one by one."
+    "Re-run every section's `__post_init__` checks, then the cross-section ones, after keys were set one by one."
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         if dataclasses.is_dataclass(v) and hasattr(v, "__post_init__"): v.__post_init__()
+    cfg.__post_init__()
     return cfg
 
 # %% ../nbs/01_config.ipynb #f30b8a9e

@@ -268,17 +268,21 @@ def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) 
     sig, lemmas = significant_words(cfg, tok, run_dir, dist_info)
     text = TextSide(tok, sig, lemmas, d.max_text_len, cfg.loss.masking, cfg.loss.mask_prob, cfg.loss.lvwm_words)
     mean, std = model.visual.mean, model.visual.std
-    records = load_annotations(_ann_path(cfg, d.train_ann), "pretrain")
-    ds = PretrainDataset(records, d.root, text, d.n_clips, d.num_frames, d.image_size, True, cfg.train.seed, mean, std, d.strict)
-    sampler = GlobalBatchSampler(len(ds), d.batch_size // cfg.train.grad_accum, dist_info.rank, dist_info.world_size, True, cfg.train.seed)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_pretrain, num_workers=d.num_workers)
-    val = None
+    if d.format == "webdataset":   # tar shards streamed per rank and worker; the stream is its own sampler (resume position)
+        from snps3.data.shards import build_shard_loader
+        ds, loader = build_shard_loader(cfg, text, mean, std, dist_info.rank, dist_info.world_size); sampler = ds
+    else:
+        records = load_annotations(_ann_path(cfg, d.train_ann), "pretrain")
+        ds = PretrainDataset(records, d.root, text, d.n_clips, d.num_frames, d.image_size, True, cfg.train.seed, mean, std, d.strict)
+        sampler = GlobalBatchSampler(len(ds), d.batch_size // cfg.train.grad_accum, dist_info.rank, dist_info.world_size, True, cfg.train.seed)
+        loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_pretrain, num_workers=d.num_workers)
+    val, media = None, d.val_root or d.root
     if cfg.train.eval_every and d.val_ann and dist_info.is_main:
-        recs = load_annotations(_ann_path(cfg, d.val_ann), "retrieval")
+        recs = load_annotations(Path(media) / d.val_ann, "retrieval")
         clips = list(dict.fromkeys(r["clip_name"] for r in recs))[:d.val_size]
         clips_set = set(clips)
         clips, caps, gt = retrieval_pairs([r for r in recs if r["clip_name"] in clips_set])
-        cds = ClipDataset(clips, d.root, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict)
+        cds = ClipDataset(clips, media, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict)
         val = {"loader": DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips), "captions": caps, "gt": gt}
     items = getattr(ds, "items", records)                                       # what batch["index"] indexes (one item per clip)
     types = torch.tensor([int(r.get("type", "video") == "image") for r in items], dtype=torch.long)
