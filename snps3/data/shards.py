@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..core import atomic_write_json, sha256_file
 
 # %% auto #0
-__all__ = ['INDEX_NAME', 'SHARD_FORMAT', 'MAX_JSON_BYTES', 'MAX_MEMBER_BYTES', 'shard_items', 'write_shards', 'iter_tar_samples',
-           'read_shard_index', 'verify_shards', 'stream_units', 'ShardStream', 'build_shard_loader']
+__all__ = ['INDEX_NAME', 'SHARD_FORMAT', 'MAX_JSON_BYTES', 'MAX_MEMBER_BYTES', 'SHUFFLE_START', 'shard_items', 'write_shards',
+           'iter_tar_samples', 'read_shard_index', 'verify_shards', 'stream_units', 'ShardStream', 'build_shard_loader']
 
 # %% ../../nbs/03c_data.shards.ipynb #0b46993f
 INDEX_NAME = "index.json"
@@ -216,16 +216,20 @@ def stream_units(n_shards: int, seed: int, stream: int, n_streams: int):
         epoch += 1
 
 # %% ../../nbs/03c_data.shards.ipynb #f781b755
+SHUFFLE_START = 100  # a stream starts emitting once its buffer holds this many samples, then grows it to full size (as webdataset does), so the first batch does not wait for a full buffer
+
 class _Shuffler:
-    "A shuffle buffer: once full, each new item replaces a uniformly drawn one, which comes out (size <= 1: no shuffling)."
-    def __init__(self, size: int, rng: np.random.Generator): self.size, self.rng, self.buf = size, rng, []
+    "A shuffle buffer: each new item joins it and a uniformly drawn one comes out; it fills to `start`, then grows by one every other push."
+    def __init__(self, size: int, rng: np.random.Generator, start: int = SHUFFLE_START):
+        self.size, self.rng, self.start, self.buf, self.pushed = size, rng, min(start, size), [], 0
     def push(self, item):
-        "Add an item; return the one it displaces (None while the buffer fills)."
+        "Add an item; return the one drawn out (None while the buffer fills or grows). Size <= 1: no shuffling."
         if self.size <= 1: return item
-        if len(self.buf) < self.size: self.buf.append(item); return None
-        i = int(self.rng.integers(self.size))
-        out, self.buf[i] = self.buf[i], item
-        return out
+        self.buf.append(item); self.pushed += 1
+        if len(self.buf) < self.start or (len(self.buf) < self.size and self.pushed % 2): return None
+        i = int(self.rng.integers(len(self.buf)))
+        self.buf[i], self.buf[-1] = self.buf[-1], self.buf[i]
+        return self.buf.pop()
 
 # %% ../../nbs/03c_data.shards.ipynb #00fd4ff4
 def _fast_forward(units, count, shuffler: _Shuffler, n_emit: int) -> tuple[dict, int, int]:
