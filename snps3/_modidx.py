@@ -587,4 +587,5 @@ d = { 'settings': { 'branch': 'main',
                                 'snps3.workflow.plot_grad_norms': ('workflow.html#plot_grad_norms', 'snps3/workflow.py'),
                                 'snps3.workflow.plot_losses': ('workflow.html#plot_losses', 'snps3/workflow.py'),
                                 'snps3.workflow.read_metrics': ('workflow.html#read_metrics', 'snps3/workflow.py'),
+                                'snps3.workflow.torchrun_command': ('workflow.html#torchrun_command', 'snps3/workflow.py'),
                                 'snps3.workflow.write_results': ('workflow.html#write_results', 'snps3/workflow.py')}}}
