@@ -284,7 +284,7 @@ def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) 
         clips, caps, gt = retrieval_pairs([r for r in recs if r["clip_name"] in clips_set])
         cds = ClipDataset(clips, media, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict)
         val = {"loader": DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips), "captions": caps, "gt": gt}
-    items = getattr(ds, "items", records)                                       # what batch["index"] indexes (one item per clip)
+    items = ds.items                                                            # what batch["index"] indexes (one item per clip; shards too)
     types = torch.tensor([int(r.get("type", "video") == "image") for r in items], dtype=torch.long)
     return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val, clip_index(items), types)
 

@@ -289,6 +289,15 @@ class ShardStream(IterableDataset):
         counts = [s["samples"] for s in self.index["shards"]]
         self.first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()   # global position of each shard's first sample
 
+    @property
+    def items(self) -> list[dict]:
+        "One record per clip index (`clip_name`, `type`, ...), from the annotation copy in the shard folder (read once)."
+        if getattr(self, "_items", None) is None:
+            from snps3.data.datasets import group_by_clip
+            with _open(_join(self.root, self.index["ann"])) as f:
+                self._items = group_by_clip([json.loads(l) for l in f.read().decode().splitlines() if l.strip()])
+        return self._items
+
     def set_epoch(self, epoch: int, start_batch: int = 0):
         "Resume point: batches this rank already consumed (the stream is endless, so `epoch` stays 0 for the caller)."
         self.start_batch = start_batch
