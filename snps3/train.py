@@ -26,9 +26,9 @@ __all__ = ['DistInfo', 'setup_distributed', 'all_reduce_sum', 'reduce_scalars', 
            'significant_words', 'PretrainData', 'build_pretrain_data', 'clip_index', 'step_generator', 'StepContext',
            'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask', 'swap_significant',
            'attention_received', 'same_pair_mask', 'matching_terms', 'pretrain_losses', 'encode_clips', 'encode_texts',
-           'dual_retrieval_eval', 'prepare_run_dir', 'truncate_metrics', 'sync_gradients', 'broadcast_parameters',
-           'load_weights', 'BatchStream', 'check_finite', 'shared_parameters', 'loss_grad_norms', 'balance_scales',
-           'TaskHooks', 'task_hooks', 'train']
+           'dual_retrieval_eval', 'prepare_run_dir', 'truncate_metrics', 'broadcast_parameters', 'load_weights',
+           'BatchStream', 'check_finite', 'shared_parameters', 'loss_grad_norms', 'balance_scales', 'TaskHooks',
+           'task_hooks', 'train']
 
 # %% ../nbs/07_train.ipynb #3a3f8813
 @dataclass
@@ -565,17 +565,6 @@ def truncate_metrics(path: Path, after_step: int) -> None:
     atomic_write_text(path, "".join(l + "\n" for l in keep))
 
 # %% ../nbs/07_train.ipynb #60e94b98
-def sync_gradients(model: torch.nn.Module, dist_info: DistInfo) -> None:
-    "Average gradients over ranks in one flat all-reduce (called once per optimizer step, after the last micro-step)."
-    if not dist_info.is_ddp: return
-    import torch.distributed as dist
-    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat); flat /= dist_info.world_size
-    i = 0
-    for g in grads: g.copy_(flat[i:i + g.numel()].view_as(g)); i += g.numel()
-
-
 def broadcast_parameters(model: torch.nn.Module, dist_info: DistInfo) -> None:
     "Copy rank 0's parameters and buffers to every rank (what DDP does at wrap time), so all ranks start identical."
     if not dist_info.is_ddp: return
