@@ -7,6 +7,9 @@ import pytest
 
 from helpers import ENV, metrics, pretrain_args, run_cli
 
+# two ranks of the tiny benchmark's 4-clip halves: main at 92af4e4 (issue 8) finds no same-type hard negative for one row
+# there and stops; reported to the lead. The multi-node mechanics do not depend on it.
+TWO_RANKS = ("loss.negatives_same_type=false",)
 LOSSES = ["loss/vtc", "loss/lvwm", "loss/mlm", "loss/mlm_text", "loss/cross_match", "loss/itm", "loss"]
 
 CRASH = '''
@@ -48,9 +51,9 @@ def run_nodes(args, logs: Path, script=None, nnodes=2, timeout=600):
 
 def test_two_nodes_equal_one_process(tiny_bench, tmp_path):
     "torchrun --nnodes 2 --nproc_per_node 1 (c10d rendezvous on localhost) == 1 process: every loss within 1e-5 over 10 steps."
-    one = run_cli(pretrain_args(tiny_bench, tmp_path / "one"))
+    one = run_cli(pretrain_args(tiny_bench, tmp_path / "one", *TWO_RANKS))
     assert one.returncode == 0, one.stderr[-3000:]
-    nodes = run_nodes(pretrain_args(tiny_bench, tmp_path / "two"), tmp_path / "logs")
+    nodes = run_nodes(pretrain_args(tiny_bench, tmp_path / "two", *TWO_RANKS), tmp_path / "logs")
     for rc, log in nodes: assert rc == 0, log[-4000:]
     m1, m2 = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     assert len(m1) == len(m2) == 10
@@ -64,7 +67,7 @@ def test_a_crashed_rank_ends_the_job_with_a_clear_error(tiny_bench, tmp_path):
     "Rank 1 dies in step 3: both node processes exit non-zero within the timeout, and the error names rank 1 and its exit code."
     script = tmp_path / "crash.py"; script.write_text(CRASH)
     t0 = time.time()
-    nodes = run_nodes(pretrain_args(tiny_bench, tmp_path / "run"), tmp_path / "logs", script=script, timeout=300)
+    nodes = run_nodes(pretrain_args(tiny_bench, tmp_path / "run", *TWO_RANKS), tmp_path / "logs", script=script, timeout=300)
     assert all(rc != 0 for rc, _ in nodes), [rc for rc, _ in nodes]
     logs = "\n".join(log for _, log in nodes)
     assert "crash.py FAILED" in logs and "exitcode  : 17" in logs and "rank      : 1" in logs, logs[-4000:]
@@ -81,7 +84,7 @@ def test_sbatch_template_runs_torchrun(tiny_bench, tmp_path):
     env = {**ENV, "PATH": f"{bin_}{os.pathsep}{ENV['PATH']}", "SLURM_JOB_NODELIST": "localhost", "SLURM_NNODES": "1",
            "SLURM_GPUS_ON_NODE": "2", "SLURM_JOB_ID": "42", "SNPS3_RDZV_PORT": str(free_port())}
     sbatch = Path(__file__).resolve().parents[1] / "tools/slurm/pretrain.sbatch"
-    r = subprocess.run(["bash", str(sbatch), "tiny_cpu", f"data.root={tiny_bench}", f"train.save_dir={tmp_path / 'run'}", "train.max_steps=2"],
+    r = subprocess.run(["bash", str(sbatch), "tiny_cpu", f"data.root={tiny_bench}", f"train.save_dir={tmp_path / 'run'}", "train.max_steps=2", *TWO_RANKS],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     import json
