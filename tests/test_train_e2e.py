@@ -30,7 +30,7 @@ def test_tiny_run_logs_every_loss_and_writes_run_dir(tiny_bench, tmp_path):
     assert [x["step"] for x in metrics(tmp_path / "run")] == [1, 2, 3, 4]
 
 
-FSDP = ("train.parallel=fsdp", "loss.cross_match=all_pairs", "loss.lvwm_stage=both", "loss.negatives_same_type=false")
+FSDP = ("train.parallel=fsdp", "loss.cross_match=all_pairs", "loss.lvwm_stage=both")
 
 
 @pytest.mark.parametrize("extra", [("loss.cross_match=hard_k",),
