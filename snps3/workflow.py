@@ -11,8 +11,8 @@ from .config import Config, config_hash, load_config
 from .core import atomic_write_json, read_jsonl, sha256_file
 
 # %% auto #0
-__all__ = ['notebook_config', 'cli_overrides', 'launch_torchrun', 'read_metrics', 'data_manifest_hash', 'write_results',
-           'plot_losses', 'plot_columns', 'plot_grad_norms']
+__all__ = ['notebook_config', 'cli_overrides', 'torchrun_command', 'launch_torchrun', 'read_metrics', 'data_manifest_hash',
+           'write_results', 'plot_losses', 'plot_columns', 'plot_grad_norms']
 
 # %% ../nbs/11_workflow.ipynb #ca97d644
 def notebook_config(config: str, # yml path or shipped config name
@@ -29,16 +29,32 @@ def cli_overrides(cfg: Config) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in flat_keys(cfg).items()]
 
 # %% ../nbs/11_workflow.ipynb #32ddec9a
+def torchrun_command(command: str, # pretrain | finetune | eval
+                     cfg: Config, # resolved config
+                     nproc_per_node: int, # processes on this machine
+                     nnodes: int = 1, # machines in the job; > 1 joins a c10d rendezvous at `rdzv_endpoint`
+                     rdzv_endpoint: str = "" # host:port of the rendezvous (the same on every node), for nnodes > 1
+                    ) -> list[str]:
+    "The torchrun command line: `--standalone` on one node, c10d rendezvous across nodes (a crashed rank ends the job)."
+    if nnodes < 1 or nproc_per_node < 1: raise ValueError(f"nnodes and nproc_per_node must be >= 1, got {nnodes}, {nproc_per_node}")
+    if nnodes > 1 and not rdzv_endpoint:
+        raise ValueError("nnodes > 1 needs rdzv_endpoint='host:port', the same on every node (e.g. the first node's address and a free port)")
+    where = (["--standalone"] if nnodes == 1 else
+             [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id=snps3-{config_hash(cfg)}", "--max_restarts=0"])
+    return [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={nproc_per_node}",
+            "-m", "snps3.cli", command, "--config", "", "--no-progress", *cli_overrides(cfg)]
+
+# %% ../nbs/11_workflow.ipynb #a579d863
 def launch_torchrun(command: str, # pretrain | finetune | eval
                     cfg: Config, # resolved config
                     nproc_per_node: int, # processes on this machine
-                    extra_env: dict | None = None
+                    extra_env: dict | None = None,
+                    nnodes: int = 1, # machines in the job (run the notebook on each, with the same rdzv_endpoint)
+                    rdzv_endpoint: str = "" # host:port of the rendezvous, for nnodes > 1
                    ) -> None:
-    "Run `torchrun --nproc_per_node N -m snps3.cli <command>` with the resolved config; raise with its output on failure."
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
-           "-m", "snps3.cli", command, "--config", "", "--no-progress", *cli_overrides(cfg)]
+    "Run `torchrun ... -m snps3.cli <command>` with the resolved config (see `torchrun_command`); raise with its output on failure."
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(extra_env or {})}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(torchrun_command(command, cfg, nproc_per_node, nnodes, rdzv_endpoint), env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"torchrun exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
 

@@ -4,8 +4,8 @@
 
 # %% ../../nbs/02_data.video.ipynb #4c30f015
 from __future__ import annotations
-import errno, os
-from dataclasses import dataclass
+import errno, io, os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['MEDIA_ERROR_KINDS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MediaError', 'is_inside',
-           'resolve_media_path', 'is_image', 'sample_segment_indices', 'write_video', 'MediaInfo', 'media_info',
-           'media_num_frames', 'read_frames', 'resize_crop', 'normalize', 'load_clip']
+__all__ = ['MEDIA_ERROR_KINDS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MediaError', 'MediaBytes',
+           'is_inside', 'resolve_media_path', 'is_image', 'sample_segment_indices', 'write_video', 'MediaInfo',
+           'media_info', 'media_num_frames', 'read_frames', 'resize_crop', 'normalize', 'load_clip']
 
 # %% ../../nbs/02_data.video.ipynb #5a3ce156
 _MEDIA_HINT = "check the file (e.g. `ffprobe FILE`), re-encode it (data_prep/), or remove its lines from the annotation file"
@@ -32,6 +32,18 @@ class MediaError(Exception):
         self.path, self.reason, self.hint, self.kind = str(path), reason, hint, kind
         super().__init__(f"{path}: {reason}; {hint}")
     def __reduce__(self): return (MediaError, (self.path, self.reason, self.hint, self.kind))  # survives pickling across DataLoader workers
+
+# %% ../../nbs/02_data.video.ipynb #793ce774
+@dataclass(frozen=True)
+class MediaBytes:
+    "A media file held in memory: `name` gives the extension and the messages (e.g. 'shard-000003.tar:v00001.mp4')."
+    name: str
+    data: bytes = field(repr=False)
+    def __str__(self): return self.name
+
+def _source(path):
+    "What decord / PyAV / PIL open: a file name, or a `BytesIO` over in-memory bytes."
+    return io.BytesIO(path.data) if isinstance(path, MediaBytes) else str(path)
 
 # %% ../../nbs/02_data.video.ipynb #a64ec577
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".gif", ".3gp", ".ts")
@@ -59,11 +71,14 @@ def resolve_media_path(root, # media root (`data.root`)
 # %% ../../nbs/02_data.video.ipynb #8f82f740
 def is_image(path) -> bool:
     "True for still-image files (read as 1-frame videos)."
-    return Path(path).suffix.lower() in IMAGE_EXTS
+    return Path(str(path)).suffix.lower() in IMAGE_EXTS
 
 # %% ../../nbs/02_data.video.ipynb #7729bb2f
 def _check_file(path) -> Path:
-    "The path as a `Path` if it is a non-empty file, else a `MediaError` (missing, symlink loop, not a file, empty)."
+    "The path as a `Path` if it is a non-empty file (or non-empty `MediaBytes`), else a `MediaError` (missing, symlink loop, not a file, empty)."
+    if isinstance(path, MediaBytes):
+        if not path.data: raise MediaError(path, "zero-byte member (an interrupted shard write?)", "rebuild the shard with data_prep/make_shards.py")
+        return path
     path = Path(path)
     if not path.exists():
         if path.is_symlink():
@@ -146,7 +161,7 @@ def _ffmpeg_reason(e: Exception) -> str:
 def _av_open(path):
     "Open a media file with PyAV; FFmpeg errors become `MediaError`."
     import av
-    try: return av.open(str(path))
+    try: return av.open(_source(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise MediaError(path, f"not a readable video ({_ffmpeg_reason(e)})", kind="not_a_video") from None
 
@@ -191,7 +206,7 @@ def _read_image(path: Path, count: int, size: int | None) -> np.ndarray:
     "An image as `count` identical RGB frames [count,H,W,3] (any PIL mode is converted to RGB)."
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im: im = im.convert("RGB")
+        with Image.open(_source(path)) as im: im = im.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as e: raise MediaError(path, f"not a readable image ({e})", kind="not_a_video") from None
     if size:
         h, w = _short_side_dims(im.height, im.width, size)
@@ -209,7 +224,7 @@ def _import_decord():
 def _decord_read(decord, path: Path, indices: np.ndarray, size: int | None, info: MediaInfo) -> np.ndarray:
     """Frames [K,H,W,3] with decord at the native size, then the short side resized to `size` (when set); raises on any problem.
     decord's own decode-time resize fails for many target widths (all below 64 px, 96, ...: dmlc/decord#336), so it is not used."""
-    vr = decord.VideoReader(str(path), num_threads=1)
+    vr = decord.VideoReader(_source(path), num_threads=1)
     batch = vr.get_batch(np.clip(indices, 0, len(vr) - 1).tolist())
     frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)  # [K,H,W,3] (any decord bridge)
     if frames.shape != (len(indices), info.height, info.width, 3):  # some widths come back with 4 or 6 channels

@@ -256,10 +256,11 @@ class SNPModel(nn.Module):
         assert out["total"] == out["text"] + out["visual"] + out["cross"] + out["heads"], out
         return out
 
-    def save_pretrained(self, save_dir # directory to (over)write: model.safetensors, config.json, text_config.json
+    def save_pretrained(self, save_dir, # directory to (over)write: model.safetensors, config.json, text_config.json
+                        state_dict: dict | None = None # the full weights when the module is sharded (FSDP2); None: its own
                        ) -> Path:
         "Write weights (safetensors) and configs through a temporary directory, then move them into place."
-        return _save_model(self, save_dir)
+        return _save_model(self, save_dir, state_dict)
 
     @classmethod
     def from_pretrained(cls, load_dir # a directory written by `save_pretrained` (e.g. checkpoints/step_N)
@@ -313,12 +314,12 @@ def _separate_cross_encoder(text: BertModel, n_visual: int, sep_id: int) -> Bert
 
 
 # %% ../../nbs/05_models.snp.ipynb #f3e1bb90
-def _save_model(model: SNPModel, save_dir) -> Path:
+def _save_model(model: SNPModel, save_dir, state_dict: dict | None = None) -> Path:
     "Write model.safetensors + config.json (the `Config`) + text_config.json (the BERT architecture) atomically."
     out = Path(save_dir); out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
     try:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file({k: v.detach().contiguous() for k, v in (state_dict or model.state_dict()).items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         atomic_write_json(tmp / "config.json", config_to_dict(model.cfg))
         atomic_write_json(tmp / "text_config.json", model.text.config.to_dict())
         if out.exists():                                               # e.g. an empty checkpoint directory made by the trainer
