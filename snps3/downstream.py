@@ -334,7 +334,9 @@ def retrieval_report(scores: dict, gt: list[list[int]], ties: str = "pessimistic
 
 # %% ../nbs/08a_downstream.ipynb #65e73815
 def hard_pair_metrics(model: SNPModel, queries: dict, gallery: Gallery, gt: list[list[int]], scenes_file: Path, device,
-                      batch_size: int = 64) -> dict:
+                      batch_size: int = 64,
+                      sim: torch.Tensor | None = None # [Nt,Nv] dual similarity when already computed (`retrieval_scores(...)["dual"]`)
+                     ) -> dict:
     """The hard-negative test of the embedded benchmark: every caption of a test clip against the clip's partner (the same
     scene with one attribute changed: colour, shape or action), by the dual and by the cross score. {} without scenes.jsonl."""
     if not Path(scenes_file).is_file(): return {}
@@ -345,7 +347,7 @@ def hard_pair_metrics(model: SNPModel, queries: dict, gallery: Gallery, gt: list
     if not rows: return {}
     t, own, other = (torch.tensor([r[i] for r in rows]) for i in range(3))
     attrs = [r[3] for r in rows]
-    sim = queries["emb"] @ gallery.emb.T                                                    # [Nt,Nv]
+    if sim is None: sim = queries["emb"] @ gallery.emb.T                                    # [Nt,Nv]
     scores = cross_pair_scores(model, queries, gallery, torch.cat([torch.stack([t, own], 1), torch.stack([t, other], 1)]), device, batch_size)
     out = {f"pairs/dual/{k}": v for k, v in hard_pair_accuracy(sim[t, own], sim[t, other], attrs).items()}
     out.update({f"pairs/cross/{k}": v for k, v in hard_pair_accuracy(scores[:len(rows)], scores[len(rows):], attrs).items()})
@@ -402,7 +404,7 @@ def eval_retrieval(cfg: Config, model: SNPModel, device, progress: bool = False)
                     "pairs_scored": sc["pairs_scored"], "encode_s": enc_s, "dual_s": sc["dual_s"], "cross_s": sc["cross_s"],
                     **_skip_metrics(gallery.skipped), "skipped_captions": len(all_caps) - len(caps),
                     "dropped_captions": dropped})
-    metrics.update(hard_pair_metrics(model, queries, gallery, gt, Path(cfg.data.root) / "scenes.jsonl", device, cfg.eval.batch_size))
+    metrics.update(hard_pair_metrics(model, queries, gallery, gt, Path(cfg.data.root) / "scenes.jsonl", device, cfg.eval.batch_size, sc["dual"]))
     return {"metrics": metrics, "extra": {"clips": clips, "captions": caps, "gt": gt, "scores": sc}, "skipped": gallery.skipped.summary()}
 
 
