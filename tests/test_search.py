@@ -117,14 +117,18 @@ def test_interrupted_index_continues_and_added_files_update_it(trained, videos, 
     assert other.returncode == 2 and "no checkpoint found" in other.stderr
 
 
-def test_search_notebook(trained, videos, tmp_path):
+def test_search_notebook(trained, tiny_bench, videos, tmp_path):
+    ann = tmp_path / "ann.jsonl"                                 # the train captions, clip names under the copied folder
+    ann.write_text((tiny_bench / "retrieval_train.jsonl").read_text().replace('"videos/', '"my videos/'))
     nb = papermill("search.ipynb", tmp_path / "search.ipynb", "-p", "video_dir", str(videos), "-p", "checkpoint", str(trained),
                    "-p", "index_dir", str(tmp_path / "idx"), "-p", "k", "3", "-p", "rerank", "4", "-p", "device", "cpu",
-                   "-y", "queries: [a little red circle bounces, a green triangle]")
+                   "-p", "score", "fused", "-p", "ann", str(ann), "-y", "queries: [a little red circle bounces, a green triangle]")
     assert (tmp_path / "idx" / "index.faiss").is_file()
     cells = json.loads(nb.read_text())["cells"]
     images = sum("image/png" in o.get("data", {}) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
     assert images >= 4          # 2 queries × (frame strips + attention heatmap)
+    last = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in cells[-1]["outputs"])
+    assert "% of captions" in last and "recall@5" in last and '"not_in_index": []' in last, last
 
 
 def test_explore_notebook_searches_your_folder(trained, tiny_bench, videos, tmp_path):
