@@ -507,7 +507,8 @@ def annotation_targets(index: VideoIndex, records: list[dict], # annotation reco
     targets, left = [], {"outside_root": set(), "not_in_index": set()}
     for r in records:
         try: p = resolve_media_path(root, r["clip_name"])                  # never followed outside the root
-        except MediaError: targets.append(None); left["outside_root"].add(r["clip_name"]); continue
+        except (MediaError, ValueError):                                   # leads outside, or no path at all (a NUL byte)
+            targets.append(None); left["outside_root"].add(r["clip_name"]); continue
         rel = _relative_to(top, p)
         targets.append(ids.get(rel) if rel is not None else None)
         if targets[-1] is None: left["not_in_index"].add(r["clip_name"])

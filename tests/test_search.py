@@ -194,3 +194,24 @@ def test_stale_lock_is_taken_over_with_a_warning(tiny_model_and_videos, tmp_path
     assert f"warning: {out / 'index.lock'} was left by pid {gone.pid}" in r.stderr and "taking the lock over" in r.stderr
     assert "3 videos searchable" in r.stdout and not (out / "index.lock").exists()
     assert json.loads((out / "manifest.json").read_text())["complete"]
+
+
+def test_two_concurrent_index_runs(tiny_model_and_videos, tmp_path):
+    "A real `snps3 index` at work (shards slowed down) holds the lock: a second run on the same index fails at once, naming it."
+    run, clips = tiny_model_and_videos
+    out = tmp_path / "idx"
+    code = ("import time, sys, snps3.search as s\norig = s.write_shard\n"
+            "def slow(*a, **k):\n    p = orig(*a, **k); time.sleep(2.0); return p\n"
+            "s.write_shard = slow\nfrom snps3.cli import main\n"
+            f"sys.exit(main(['index', {str(clips)!r}, '--checkpoint', {str(run)!r}, '--out', {str(out)!r}, '--no-progress', '--shard-size', '1']))")
+    first = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list((out / "embeddings").glob("shard_*.safetensors")) and first.poll() is None and time.time() - t0 < 300: time.sleep(0.05)
+    assert first.poll() is None, first.communicate()
+    second = _index(clips, run, out)
+    assert first.poll() is None                                  # the first run was still at work (3 shards × 2 s)
+    msg = " ".join(second.stderr.split())
+    assert second.returncode == 2 and f"{out} is being indexed by another `snps3 index` run (pid {first.pid} on host" in msg, msg
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0 and "3 videos searchable" in stdout, stderr[-3000:]
+    assert not (out / "index.lock").exists() and json.loads((out / "manifest.json").read_text())["complete"]
