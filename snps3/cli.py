@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sub.add_parser("mine-words", help="rank significant words of annotation captions (spaCy POS)", add_help=False)
     sub.add_parser("index", help="embed every video under a folder into a searchable index (snps3.search)", add_help=False)
-    sub.add_parser("search", help="search an index by text: ranked files with dual / cross scores", add_help=False)
+    sub.add_parser("search", help="search an index by text: ranked files with dual / cross / fused scores", add_help=False)
+    sub.add_parser("search-eval", help="share of annotated captions whose clip the search ranks in the top k", add_help=False)
     return p
 
 # %% ../nbs/10_cli.ipynb #66991922
@@ -33,9 +34,9 @@ def _run(argv: list[str]) -> int:
     if argv[:1] == ["mine-words"]:
         from snps3.miner import mine_words_main
         return mine_words_main(argv[1:]) or 0
-    if argv[:1] in (["index"], ["search"]):
-        from snps3.search import index_main, search_main
-        return (index_main if argv[0] == "index" else search_main)(argv[1:])
+    if argv[:1] in (["index"], ["search"], ["search-eval"]):
+        from snps3.search import index_main, search_eval_main, search_main
+        return {"index": index_main, "search": search_main, "search-eval": search_eval_main}[argv[0]](argv[1:])
     parser = _parser()
     args, rest = parser.parse_known_args(argv)              # overrides may also follow an option such as --no-progress
     unknown = [r for r in rest if r.startswith("-") or "=" not in r]

@@ -4,7 +4,8 @@
 
 # %% ../nbs/13a_search.ipynb #e4a46b90
 from __future__ import annotations
-import argparse, json, math, os, sys, time
+import argparse, json, math, os, socket, sys, time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,16 @@ import torch
 
 from .api import VideoEmbeddings, VideoTextModel, load
 from .core import atomic_write_json, atomic_write_text, sha256_file
-from .data.video import VIDEO_EXTS
+from .data.video import VIDEO_EXTS, MediaError, resolve_media_path
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'find_videos', 'write_shard', 'list_shards', 'shard_records', 'live_rows', 'ivf_params',
-           'build_faiss_index', 'recall_vs_exact', 'clustered_vectors', 'benchmark_ivf', 'weights_hash', 'index_folder',
-           'VideoIndex', 'model_for_index', 'search', 'hit_frames', 'plot_hits', 'query_attention',
-           'plot_query_attention', 'index_parser', 'index_main', 'search_parser', 'search_main']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'LOCK_NAME', 'SCORES', 'SCENE_ATTRIBUTES', 'find_videos', 'write_shard', 'list_shards',
+           'shard_records', 'live_rows', 'ivf_params', 'build_faiss_index', 'recall_vs_exact', 'clustered_vectors',
+           'benchmark_ivf', 'weights_hash', 'IndexLocked', 'index_lock', 'index_folder', 'VideoIndex',
+           'model_for_index', 'fused_score', 'search', 'clip_signature', 'annotation_targets', 'scene_signatures',
+           'equivalent_ids', 'hit_rates', 'search_hit_rates', 'hit_frames', 'plot_hits', 'query_attention',
+           'plot_query_attention', 'index_parser', 'index_main', 'search_parser', 'search_main', 'search_eval_parser',
+           'search_eval_main']
 
 # %% ../nbs/13a_search.ipynb #a2b386e9
 def find_videos(video_dir, # the folder to index (searched recursively)
@@ -196,12 +200,18 @@ def _clear_index(index_dir: Path) -> None:
         if p.exists(): p.unlink()
 
 
+def _refuse_foreign_dir(index_dir: Path) -> None:
+    "Never write into a folder that holds something other than an snps3 index (its lock file aside)."
+    if (index_dir / "manifest.json").exists() or not index_dir.exists(): return
+    if any(p.name != LOCK_NAME for p in index_dir.iterdir()):
+        raise FileExistsError(f"{index_dir} exists and is not an snps3 video index (no manifest.json): choose another --out")
+
+
 def _open_index_dir(index_dir: Path, manifest: dict, rebuild: bool) -> dict:
     "Create or reopen an index directory (never one that holds something else); returns its unreadable files (path -> record)."
     mf = index_dir / "manifest.json"
     old = json.loads(mf.read_text()) if mf.exists() else None
-    if old is None and index_dir.exists() and any(index_dir.iterdir()):
-        raise FileExistsError(f"{index_dir} exists and is not an snps3 video index (no manifest.json): choose another --out")
+    if old is None: _refuse_foreign_dir(index_dir)
     if old is not None and old.get("format") != FORMAT:
         raise ValueError(f"{index_dir} is not an snps3 video index (manifest.json format {old.get('format')!r}); choose another --out")
     if old is not None and rebuild: _clear_index(index_dir)
@@ -211,6 +221,82 @@ def _open_index_dir(index_dir: Path, manifest: dict, rebuild: bool) -> dict:
     atomic_write_json(mf, {**manifest, "complete": False})
     failed = index_dir / "failed.json"
     return json.loads(failed.read_text()) if failed.exists() else {}
+
+# %% ../nbs/13a_search.ipynb #6d2eb0e0
+LOCK_NAME = "index.lock"
+
+class IndexLocked(FileExistsError):
+    "Another `snps3 index` holds the index directory's lock."
+
+
+def _pid_alive(pid: int) -> bool:
+    "True when a process `pid` exists on this host (signal 0 probes it without touching it)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True                                     # alive, another user's
+    return True
+
+
+def _lock_holder(lock: Path) -> dict | None:
+    "The lock's record; None when there is no lock file, {} when it cannot be read (being written, or damaged)."
+    try: rec = json.loads(lock.read_text())
+    except FileNotFoundError: return None
+    except (OSError, ValueError): return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def _is_stale(holder: dict) -> bool:
+    "A lock whose process is gone: recorded on this host with a pid that no longer runs."
+    pid = holder.get("pid")
+    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 and not _pid_alive(pid)
+
+# %% ../nbs/13a_search.ipynb #f07f43f9
+def _create_lock(lock: Path, record: dict) -> bool:
+    "Create the lock file holding `record` if there is none (atomic); False when one exists."
+    try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError: return False
+    with os.fdopen(fd, "w") as f: f.write(json.dumps(record)); f.flush(); os.fsync(f.fileno())
+    return True
+
+
+def _remove_stale(lock: Path, holder: dict) -> None:
+    "Move a stale lock aside (atomic rename) and delete it; put it back if it changed meanwhile (another run took it over first)."
+    aside = lock.with_name(f".{LOCK_NAME}.stale.{os.getpid()}")
+    try: os.rename(lock, aside)
+    except FileNotFoundError: return                                        # already gone
+    if _lock_holder(aside) != holder:
+        try: os.link(aside, lock)                                           # theirs, not the stale one: restore it
+        except FileExistsError: pass
+    aside.unlink()
+
+# %% ../nbs/13a_search.ipynb #61b74a72
+@contextmanager
+def index_lock(index_dir, # the index directory (created if missing)
+               log=print # where the stale-lock warning goes
+              ):
+    "Hold `index_dir/index.lock` (pid, host, start) for the block; `IndexLocked` if a live run holds it; a stale one is taken over."
+    index_dir = Path(index_dir); index_dir.mkdir(parents=True, exist_ok=True)
+    lock, me = index_dir / LOCK_NAME, {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(3):
+        if _create_lock(lock, me): break
+        holder = _lock_holder(lock)
+        if holder is None: continue                                         # released meanwhile: try again
+        if not _is_stale(holder): raise IndexLocked(_locked_message(index_dir, lock, holder))
+        log(f"warning: {lock} was left by pid {holder['pid']} on {holder['host']} (started {holder.get('started', '?')}), "
+            "which is no longer running; taking the lock over")
+        _remove_stale(lock, holder)
+    else: raise IndexLocked(_locked_message(index_dir, lock, _lock_holder(lock) or {}))
+    try: yield lock
+    finally:
+        if _lock_holder(lock) == me: lock.unlink()
+
+
+def _locked_message(index_dir: Path, lock: Path, holder: dict) -> str:
+    "Who holds the lock, and how to clear it if that run is gone."
+    who = (f"pid {holder['pid']} on host {holder['host']}, started {holder.get('started', '?')}" if holder.get("pid") and holder.get("host")
+           else "a holder whose record cannot be read")
+    return (f"{index_dir} is being indexed by another `snps3 index` run ({who}; lock file {lock}). Wait for that run to finish. "
+            f"If it is no longer running (a lock from this host whose pid is gone is taken over by itself), delete {lock} and run again")
 
 # %% ../nbs/13a_search.ipynb #adfaaa82
 def _embed_in_shards(model: VideoTextModel, video_dir: Path, index_dir: Path, todo: list[str], stats: dict, failed: dict,
@@ -273,21 +359,23 @@ def index_folder(video_dir, # folder of videos (searched recursively for `VIDEO_
     model = model if isinstance(model, VideoTextModel) else load(model)
     files = find_videos(video_dir)
     manifest = _manifest_for(model, video_dir)
-    failed = _open_index_dir(index_dir, manifest, rebuild)
-    stats = {p: _file_stat(video_dir / p) for p in files}
-    have = live_rows(index_dir, stats)
-    known_bad = {p for p, r in failed.items() if p in stats and (r["size"], r["mtime_ns"]) == (stats[p]["size"], stats[p]["mtime_ns"])}
-    todo = [p for p in files if p not in have and p not in known_bad]
-    embedded = _embed_in_shards(model, video_dir, index_dir, todo, stats, failed, batch_size, shard_size, num_workers, progress, log)
-    failed = {p: r for p, r in failed.items() if p in stats}
-    atomic_write_json(index_dir / "failed.json", failed)
-    rows = live_rows(index_dir, stats)
-    info = _write_search_index(index_dir, rows, ivf_threshold)
-    report = {"index_dir": str(index_dir), "video_dir": str(video_dir), "videos_found": len(files), "indexed": len(rows),
-              "embedded_now": embedded, "reused": len(have), "unreadable": {p: r["reason"] for p, r in failed.items()},
-              "index": info, "seconds": round(time.perf_counter() - t0, 2)}
-    atomic_write_json(index_dir / "manifest.json", {**manifest, "complete": True, "n_videos": len(rows), "index": info,
-                                                    "n_unreadable": len(failed), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    _refuse_foreign_dir(index_dir)                                         # before the lock file is created in it
+    with index_lock(index_dir, log):                                       # one writer at a time
+        failed = _open_index_dir(index_dir, manifest, rebuild)
+        stats = {p: _file_stat(video_dir / p) for p in files}
+        have = live_rows(index_dir, stats)
+        known_bad = {p for p, r in failed.items() if p in stats and (r["size"], r["mtime_ns"]) == (stats[p]["size"], stats[p]["mtime_ns"])}
+        todo = [p for p in files if p not in have and p not in known_bad]
+        embedded = _embed_in_shards(model, video_dir, index_dir, todo, stats, failed, batch_size, shard_size, num_workers, progress, log)
+        failed = {p: r for p, r in failed.items() if p in stats}
+        atomic_write_json(index_dir / "failed.json", failed)
+        rows = live_rows(index_dir, stats)
+        info = _write_search_index(index_dir, rows, ivf_threshold)
+        report = {"index_dir": str(index_dir), "video_dir": str(video_dir), "videos_found": len(files), "indexed": len(rows),
+                  "embedded_now": embedded, "reused": len(have), "unreadable": {p: r["reason"] for p, r in failed.items()},
+                  "index": info, "seconds": round(time.perf_counter() - t0, 2)}
+        atomic_write_json(index_dir / "manifest.json", {**manifest, "complete": True, "n_videos": len(rows), "index": info,
+                                                        "n_unreadable": len(failed), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return report
 
 # %% ../nbs/13a_search.ipynb #4cf2230b
@@ -350,22 +438,139 @@ def _rerank(model: VideoTextModel, index: VideoIndex, q: dict, qi: int, ids: lis
     return cross_pair_scores(model.model, q, gallery, pairs, model.device, batch_size).tolist()
 
 
+SCORES = ("cross", "fused")
+
+def fused_score(cross: float, # the matching head's logit of a pair
+                dual: float, # the cosine of its embeddings
+                temperature: float # τ of the contrastive loss (`loss.temperature`)
+               ) -> float:
+    "Both heads' logits of a pair: cross + dual/τ, the fusion of the eval's `fused/` rows (`snps3.downstream.retrieval_scores`)."
+    return cross + dual / temperature
+
+
+def _order_reranked(hits: list[dict], # best first by dual score
+                    rerank: int, score: str) -> list[dict]:
+    "The reranked top-`rerank` hits sorted by `score` ('cross' or 'fused'), then the rest in dual order."
+    return sorted(hits[:rerank], key=lambda h: -h[score]) + hits[rerank:]
+
+
 def search(index: VideoIndex, model: VideoTextModel, queries, # a text or a list of texts
            k: int = 10, rerank: int = 0, # rerank: cross-score the dual top-`rerank` (0: dual score only)
-           nprobe: int | None = None) -> list[list[dict]]:
-    "Per query, the top-k videos: rank, path, dual score and (reranked ones) cross score; reranked videos first, by cross score."
+           nprobe: int | None = None,
+           score: str = "cross" # order of the reranked hits: 'cross' (matching head) or 'fused' (cross + dual/τ)
+          ) -> list[list[dict]]:
+    "Per query, the top-k videos: rank, path, dual, cross and fused scores (the last two for reranked ones, which come first)."
+    if score not in SCORES: raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     queries = [queries] if isinstance(queries, str) else list(queries)
     if not len(index): return [[] for _ in queries]
-    q = model._queries(queries)
+    q, tau = model._queries(queries), model.cfg.loss.temperature
     dual, ids = index.search(q["emb"], max(k, rerank), nprobe)                          # [Q,k'], [Q,k']
     out = []
     for qi in range(len(queries)):
-        hits = [{"id": int(i), "path": index.path(int(i)), "dual": float(s), "cross": None} for s, i in zip(dual[qi], ids[qi]) if i >= 0]
+        hits = [{"id": int(i), "path": index.path(int(i)), "dual": float(s), "cross": None, "fused": None} for s, i in zip(dual[qi], ids[qi]) if i >= 0]
         if rerank:
-            for h, c in zip(hits[:rerank], _rerank(model, index, q, qi, [h["id"] for h in hits[:rerank]])): h["cross"] = c
-            hits = sorted(hits[:rerank], key=lambda h: -h["cross"]) + hits[rerank:]
+            for h, c in zip(hits[:rerank], _rerank(model, index, q, qi, [h["id"] for h in hits[:rerank]])):
+                h["cross"], h["fused"] = c, fused_score(c, h["dual"], tau)
+            hits = _order_reranked(hits, rerank, score)
         out.append([{"rank": r + 1, **h} for r, h in enumerate(hits[:k])])
     return out
+
+# %% ../nbs/13a_search.ipynb #0def618c
+SCENE_ATTRIBUTES = ("shape", "colour", "size", "action")   # what a synthetic caption says about each object
+
+def clip_signature(scene: dict, # a scenes.jsonl record: {"clip_name", "objects": [{"shape", "colour", "size", "action", ...}]}
+                   where: str = "scene" # file:line, for errors
+                  ) -> tuple:
+    "What a caption can tell about a clip: the sorted (shape, colour, size, action) of its objects (positions and background left out)."
+    objs = scene.get("objects")
+    if not isinstance(objs, list) or not objs or not all(isinstance(o, dict) for o in objs):
+        raise ValueError(f"{where}: field 'objects' should be a non-empty list of objects ({', '.join(SCENE_ATTRIBUTES)})")
+    try: return tuple(sorted(tuple(str(o[a]) for a in SCENE_ATTRIBUTES) for o in objs))
+    except KeyError as e: raise ValueError(f"{where}: an object has no {e.args[0]!r} (each needs {', '.join(SCENE_ATTRIBUTES)})") from None
+
+# %% ../nbs/13a_search.ipynb #4a0f5e6a
+def _relative_to(top: str, # the indexed folder, resolved
+                 path: Path # a clip's path under the annotation root
+                ) -> str | None:
+    "`path` relative to `top` (posix), its folders' links resolved (the file itself too if need be); None when outside `top`."
+    for cand in (os.path.join(os.path.realpath(path.parent), path.name), os.path.realpath(path)):
+        if os.path.commonpath([top, cand]) == top: return Path(os.path.relpath(cand, top)).as_posix()
+    return None
+
+
+def annotation_targets(index: VideoIndex, records: list[dict], # annotation records ({"clip_name", ...})
+                       root # the data root the clip names are relative to
+                      ) -> tuple[list, dict]:
+    "Per record the index id of its clip (None when not searchable), and the clip names left out: {'outside_root': [...], 'not_in_index': [...]}."
+    ids = {f["path"]: f["id"] for f in index.files}
+    top = os.path.realpath(index.manifest["video_dir_resolved"])
+    targets, left = [], {"outside_root": set(), "not_in_index": set()}
+    for r in records:
+        try: p = resolve_media_path(root, r["clip_name"])                  # never followed outside the root
+        except (MediaError, ValueError):                                   # leads outside, or no path at all (a NUL byte)
+            targets.append(None); left["outside_root"].add(r["clip_name"]); continue
+        rel = _relative_to(top, p)
+        targets.append(ids.get(rel) if rel is not None else None)
+        if targets[-1] is None: left["not_in_index"].add(r["clip_name"])
+    return targets, {k: sorted(v) for k, v in left.items()}
+
+# %% ../nbs/13a_search.ipynb #3071cf5e
+def scene_signatures(path # scenes.jsonl: one record per clip with its objects
+                    ) -> dict:
+    "clip_name -> `clip_signature` of every record of a scenes file (errors name the file and line)."
+    from snps3.core import iter_jsonl
+    out = {}
+    for lineno, rec in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(rec.get("clip_name"), str): raise ValueError(f"{where}: missing field 'clip_name' (a string)")
+        out[rec["clip_name"]] = clip_signature(rec, where)
+    return out
+
+
+def equivalent_ids(index: VideoIndex, signatures: dict, # clip_name -> signature (`scene_signatures`)
+                   root) -> dict:
+    "Index id -> ids of the indexed clips with the same signature (itself included); clips without a scene are absent."
+    names = list(signatures)
+    targets, _ = annotation_targets(index, [{"clip_name": c} for c in names], root)
+    groups = {}
+    for c, t in zip(names, targets):
+        if t is not None: groups.setdefault(signatures[c], set()).add(t)
+    return {t: groups[signatures[c]] for c, t in zip(names, targets) if t is not None}
+
+# %% ../nbs/13a_search.ipynb #6585c58a
+def hit_rates(ranked: list[list[int]], # per query, index ids best first
+              targets: list[int], # per query, the id of its own clip
+              ks=(1, 5, 10),
+              equivalent: dict | None = None # id -> ids counted as an attribute-equivalent hit (`equivalent_ids`)
+             ) -> dict:
+    "`recall@k`: share of queries whose own clip is in the top k; with `equivalent`, `equivalent@k`: share whose top k holds a clip like it."
+    if not targets or len(ranked) != len(targets): raise ValueError(f"need one ranking per query, got {len(ranked)} rankings for {len(targets)} queries")
+    out = {f"recall@{k}": sum(t in r[:k] for r, t in zip(ranked, targets)) / len(targets) for k in ks}
+    if equivalent is not None:
+        out.update({f"equivalent@{k}": sum(bool(equivalent.get(t, {t}) & set(r[:k])) for r, t in zip(ranked, targets)) / len(targets) for k in ks})
+    return out
+
+# %% ../nbs/13a_search.ipynb #75065eb9
+def search_hit_rates(index: VideoIndex, model: VideoTextModel, ann_records: list[dict], # {"clip_name", "caption"} records
+                     root, # the data root the clip names are relative to (usually the annotation file's folder)
+                     ks=(1, 5, 10), rerank: int = 0, score: str = "cross", # as in `search`
+                     scenes: dict | None = None, # clip_name -> signature (`scene_signatures`): adds the attribute-equivalent hit rate
+                     nprobe: int | None = None, batch: int = 256 # captions searched at a time
+                    ) -> dict:
+    "Search every caption; recall@k of its own clip (and `equivalent@k` with `scenes`). Captions whose clip is not searchable are listed, not scored."
+    t0 = time.perf_counter()
+    targets, left = annotation_targets(index, ann_records, root)
+    keep = [i for i, t in enumerate(targets) if t is not None]
+    if not keep:
+        raise ValueError(f"none of the {len(ann_records)} captions' clips is in {index.dir} ({len(left['outside_root'])} outside the root {root}, "
+                         f"{len(left['not_in_index'])} not indexed, e.g. {(left['not_in_index'] or left['outside_root'])[:1]}): is the root the folder the clip names start from?")
+    ranked = []
+    for i in range(0, len(keep), batch):
+        hits = search(index, model, [ann_records[j]["caption"] for j in keep[i:i + batch]], max(ks), rerank, nprobe, score)
+        ranked += [[h["id"] for h in hs] for hs in hits]
+    rates = hit_rates(ranked, [targets[j] for j in keep], ks, equivalent_ids(index, scenes, root) if scenes is not None else None)
+    return {"index_dir": str(index.dir), "videos": len(index), "captions": len(ann_records), "evaluated": len(keep), **left,
+            "rerank": rerank, "score": score if rerank else "dual", **rates, "seconds": round(time.perf_counter() - t0, 2)}
 
 # %% ../nbs/13a_search.ipynb #3402644b
 def hit_frames(model: VideoTextModel, path, size: int = 96) -> np.ndarray:
@@ -450,7 +655,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("queries", nargs="+", help="one or more text queries")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     p.add_argument("--rerank", type=int, default=0, help="rescore the dual top-N with the cross encoder (default 0: dual score only)")
-    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.add_argument("--score", choices=SCORES, default="cross", help="order of the reranked hits: cross (the matching head, default) or fused (cross + dual/τ)")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts): dual, cross and fused scores of every hit")
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists scanned per query (default: the index's)")
     p.add_argument("--checkpoint", default=None, help="the model, when the run that built the index has moved")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -459,10 +665,10 @@ def search_parser() -> argparse.ArgumentParser:
 
 def _hits_table(query: str, hits: list[dict], reranked: bool) -> str:
     "Plain-text ranking of one query."
-    lines = [f"query: {query}", f"{'rank':>4}  {'cross':>7}  {'dual':>7}  file" if reranked else f"{'rank':>4}  {'dual':>7}  file"]
+    lines = [f"query: {query}", f"{'rank':>4}  {'cross':>7}  {'fused':>7}  {'dual':>7}  file" if reranked else f"{'rank':>4}  {'dual':>7}  file"]
     for h in hits:
-        cross = f"{h['cross']:7.3f}" if h["cross"] is not None else f"{'-':>7}"
-        lines.append(f"{h['rank']:>4}  {cross}  {h['dual']:7.3f}  {h['path']}" if reranked else f"{h['rank']:>4}  {h['dual']:7.3f}  {h['path']}")
+        cross, fused = (f"{h[s]:7.3f}" if h[s] is not None else f"{'-':>7}" for s in ("cross", "fused"))
+        lines.append(f"{h['rank']:>4}  {cross}  {fused}  {h['dual']:7.3f}  {h['path']}" if reranked else f"{h['rank']:>4}  {h['dual']:7.3f}  {h['path']}")
     return "\n".join(lines)
 
 
@@ -472,11 +678,59 @@ def search_main(argv: list[str]) -> int:
     try:
         if args.k < 1 or args.rerank < 0: raise ValueError(f"-k must be >= 1 and --rerank >= 0, got -k {args.k} --rerank {args.rerank}")
         index = VideoIndex(args.index_dir)
-        results = search(index, model_for_index(index, args.checkpoint, args.device), args.queries, args.k, args.rerank, args.nprobe)
+        results = search(index, model_for_index(index, args.checkpoint, args.device), args.queries, args.k, args.rerank, args.nprobe, args.score)
     except (FileNotFoundError, ValueError) as e:
         _say(f"snps3 search: error: {e}"); return 2
     if args.json:
-        print(json.dumps({"index_dir": args.index_dir, "videos": len(index), "rerank": args.rerank,
+        print(json.dumps({"index_dir": args.index_dir, "videos": len(index), "rerank": args.rerank, "score": args.score if args.rerank else "dual",
                           "results": [{"query": q, "hits": h} for q, h in zip(args.queries, results)]}, indent=1))
     else: print("\n\n".join(_hits_table(q, h, args.rerank > 0) for q, h in zip(args.queries, results)))
+    return 0
+
+# %% ../nbs/13a_search.ipynb #417e4433
+def search_eval_parser() -> argparse.ArgumentParser:
+    "Arguments of `snps3 search-eval`."
+    p = argparse.ArgumentParser(prog="snps3 search-eval", description="Share of annotated captions whose own clip `snps3 search` ranks in the top k.")
+    p.add_argument("index_dir", help="index directory written by `snps3 index`")
+    p.add_argument("--ann", required=True, help="retrieval annotation jsonl (clip_name, caption), e.g. data/synthetic/retrieval_test.jsonl")
+    p.add_argument("--root", default=None, help="folder the clip names are relative to (default: the annotation file's folder)")
+    p.add_argument("--scenes", default=None, help="scene descriptions for the attribute-equivalent hit (default: scenes.jsonl beside --ann, if any)")
+    p.add_argument("--no-scenes", action="store_true", help="report recall@k only")
+    p.add_argument("-k", type=int, nargs="+", default=[1, 5, 10], help="cut-offs (default 1 5 10; the Done-when share is recall@5)")
+    p.add_argument("--rerank", type=int, default=0, help="rescore the dual top-N with the cross encoder (default 0: dual score only)")
+    p.add_argument("--score", choices=SCORES, default="cross", help="order of the reranked hits: cross (default) or fused (cross + dual/τ)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--nprobe", type=int, default=None, help="IVF lists scanned per query (default: the index's)")
+    p.add_argument("--checkpoint", default=None, help="the model, when the run that built the index has moved")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    return p
+
+# %% ../nbs/13a_search.ipynb #dcd015c6
+def _share_report(rep: dict, ann: str, scenes) -> str:
+    "The hit rates in words: recall@k first, the attribute-equivalent hit on its own line."
+    ranking = "dual score" if not rep["rerank"] else f"dual top-{rep['rerank']} reranked by the {rep['score']} score"
+    pct = lambda name: "   ".join(f"@{k.split('@')[1]} {100 * v:5.1f} %" for k, v in rep.items() if k.startswith(name + "@"))
+    lines = [f"{rep['index_dir']} ({rep['videos']} videos), {ann}: {rep['evaluated']} of {rep['captions']} captions scored; ranking: {ranking}",
+             f"exact clip in the top k (recall@k):       {pct('recall')}"]
+    if scenes: lines.append(f"attribute-equivalent hit (not recall):   {pct('equivalent')}   (a clip with the same objects' {'/'.join(SCENE_ATTRIBUTES)}, from {scenes})")
+    for key, what in (("not_in_index", "not in the index"), ("outside_root", "outside the root, not followed")):
+        if rep[key]: lines.append(f"left out, clip {what} ({len(rep[key])}): " + ", ".join(rep[key][:5]) + (" ..." if len(rep[key]) > 5 else ""))
+    return "\n".join(lines)
+
+
+def search_eval_main(argv: list[str]) -> int:
+    "`snps3 search-eval ...`: recall@k of annotated captions against an index (and the attribute-equivalent hit rate)."
+    from snps3.data.datasets import load_annotations
+    args = search_eval_parser().parse_args(argv)
+    try:
+        if min(args.k) < 1 or args.rerank < 0: raise ValueError(f"-k must be >= 1 and --rerank >= 0, got -k {args.k} --rerank {args.rerank}")
+        ann = Path(args.ann); root = Path(args.root) if args.root else ann.parent
+        scenes = None if args.no_scenes else Path(args.scenes) if args.scenes else (ann.parent / "scenes.jsonl" if (ann.parent / "scenes.jsonl").is_file() else None)
+        records = load_annotations(ann, "retrieval")
+        index = VideoIndex(args.index_dir)
+        rep = search_hit_rates(index, model_for_index(index, args.checkpoint, args.device), records, root, sorted(set(args.k)), args.rerank,
+                               args.score, scene_signatures(scenes) if scenes else None, args.nprobe)
+    except (FileNotFoundError, ValueError) as e:
+        _say(f"snps3 search-eval: error: {e}"); return 2
+    print(json.dumps({**rep, "ann": str(ann), "root": str(root), "scenes": str(scenes) if scenes else None}, indent=1) if args.json else _share_report(rep, str(ann), scenes))
     return 0

@@ -1,8 +1,9 @@
 """Your own videos, end to end through the CLI: a tiny model fine-tuned for retrieval on the tiny benchmark finds, with
 `snps3 index` + `snps3 search`, the right clip for the captions it was trained on; a broken file is reported and skipped;
-an interrupted `index` continues where it stopped; added files update the index. Also: `train.tensorboard=true` writes
+an interrupted `index` continues where it stopped; added files update the index; `snps3 search-eval` measures the share
+of annotated captions found; a second `index` on a locked index fails at once, a stale lock is taken over. Also: `train.tensorboard=true` writes
 event files that mirror metrics.jsonl, and `papermill nbs/search.ipynb` runs."""
-import json, shutil, signal, subprocess, sys, time
+import json, os, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -116,14 +117,18 @@ def test_interrupted_index_continues_and_added_files_update_it(trained, videos, 
     assert other.returncode == 2 and "no checkpoint found" in other.stderr
 
 
-def test_search_notebook(trained, videos, tmp_path):
+def test_search_notebook(trained, tiny_bench, videos, tmp_path):
+    ann = tmp_path / "ann.jsonl"                                 # the train captions, clip names under the copied folder
+    ann.write_text((tiny_bench / "retrieval_train.jsonl").read_text().replace('"videos/', '"my videos/'))
     nb = papermill("search.ipynb", tmp_path / "search.ipynb", "-p", "video_dir", str(videos), "-p", "checkpoint", str(trained),
                    "-p", "index_dir", str(tmp_path / "idx"), "-p", "k", "3", "-p", "rerank", "4", "-p", "device", "cpu",
-                   "-y", "queries: [a little red circle bounces, a green triangle]")
+                   "-p", "score", "fused", "-p", "ann", str(ann), "-y", "queries: [a little red circle bounces, a green triangle]")
     assert (tmp_path / "idx" / "index.faiss").is_file()
     cells = json.loads(nb.read_text())["cells"]
     images = sum("image/png" in o.get("data", {}) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
     assert images >= 4          # 2 queries × (frame strips + attention heatmap)
+    last = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in cells[-1]["outputs"])
+    assert "% of captions" in last and "recall@5" in last and '"not_in_index": []' in last, last
 
 
 def test_explore_notebook_searches_your_folder(trained, tiny_bench, videos, tmp_path):
@@ -134,3 +139,79 @@ def test_explore_notebook_searches_your_folder(trained, tiny_bench, videos, tmp_
     table = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in last)
     # the top 5 of the folder, named relative to it (test clips would read videos/v000NN.mp4)
     assert table.count(".mp4") == 5 and "videos/" not in table, table
+
+
+def test_search_eval_measures_the_share(trained, tiny_bench, tmp_path):
+    "search-eval's recall@k equals the ranks `snps3 search` gives each annotated caption; the equivalent hit is reported apart."
+    out = tmp_path / "idx"
+    assert _index(tiny_bench / "videos", trained, out).returncode == 0
+    ann = tiny_bench / "retrieval_train.jsonl"
+    r = run_cli(["search-eval", str(out), "--ann", str(ann), "-k", "1", "3", "--json"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout)
+    recs = [json.loads(l) for l in ann.read_text().splitlines() if l.strip()]
+    hits = _search(out, *[x["caption"] for x in recs], "-k", "3")["results"]
+    ranks = [next((i + 1 for i, h in enumerate(q["hits"]) if Path(h["path"]).name == Path(x["clip_name"]).name), 99) for q, x in zip(hits, recs)]
+    assert (got["evaluated"], got["not_in_index"], got["outside_root"]) == (len(recs), [], [])
+    assert got["recall@1"] == sum(k == 1 for k in ranks) / len(recs) >= TOP1_SHARE
+    assert got["recall@3"] == sum(k <= 3 for k in ranks) / len(recs)
+    assert got["scenes"] == str(tiny_bench / "scenes.jsonl") and got["equivalent@3"] >= got["recall@3"]
+    text = run_cli(["search-eval", str(out), "--ann", str(ann), "-k", "1", "3", "--rerank", "4", "--score", "fused"]).stdout
+    assert "exact clip in the top k (recall@k)" in text and "attribute-equivalent hit (not recall)" in text and "fused score" in text
+
+
+@pytest.fixture
+def tiny_model_and_videos(tmp_path):
+    "A tiny random model's run directory and a folder of 3 real clips."
+    from snps3.testing import tiny_run_dir, write_test_videos
+    write_test_videos(tmp_path / "clips", 3)
+    return tiny_run_dir(tmp_path), tmp_path / "clips"
+
+
+def test_second_index_on_a_locked_index_fails_at_once(tiny_model_and_videos, tmp_path):
+    run, clips = tiny_model_and_videos
+    out = tmp_path / "idx"; out.mkdir()
+    holder = subprocess.Popen(["sleep", "120"])                  # stands for a running `snps3 index` (a live pid on this host)
+    try:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00+0000"}
+        (out / "index.lock").write_text(json.dumps(lock))
+        t0 = time.time(); r = _index(clips, run, out)
+        assert r.returncode == 2 and time.time() - t0 < 60
+        msg = " ".join(r.stderr.split())
+        assert f"{out} is being indexed by another `snps3 index` run (pid {holder.pid} on host {socket.gethostname()}" in msg, msg
+        assert f"lock file {out / 'index.lock'}" in msg and f"delete {out / 'index.lock'}" in msg
+        assert json.loads((out / "index.lock").read_text()) == lock and not (out / "manifest.json").exists()
+    finally: holder.kill(); holder.wait()
+
+
+def test_stale_lock_is_taken_over_with_a_warning(tiny_model_and_videos, tmp_path):
+    run, clips = tiny_model_and_videos
+    out = tmp_path / "idx"; out.mkdir()
+    gone = subprocess.Popen(["true"]); gone.wait()               # its pid no longer runs
+    (out / "index.lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": "earlier"}))
+    r = _index(clips, run, out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"warning: {out / 'index.lock'} was left by pid {gone.pid}" in r.stderr and "taking the lock over" in r.stderr
+    assert "3 videos searchable" in r.stdout and not (out / "index.lock").exists()
+    assert json.loads((out / "manifest.json").read_text())["complete"]
+
+
+def test_two_concurrent_index_runs(tiny_model_and_videos, tmp_path):
+    "A real `snps3 index` at work (shards slowed down) holds the lock: a second run on the same index fails at once, naming it."
+    run, clips = tiny_model_and_videos
+    out = tmp_path / "idx"
+    code = ("import time, sys, snps3.search as s\norig = s.write_shard\n"
+            "def slow(*a, **k):\n    p = orig(*a, **k); time.sleep(2.0); return p\n"
+            "s.write_shard = slow\nfrom snps3.cli import main\n"
+            f"sys.exit(main(['index', {str(clips)!r}, '--checkpoint', {str(run)!r}, '--out', {str(out)!r}, '--no-progress', '--shard-size', '1']))")
+    first = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list((out / "embeddings").glob("shard_*.safetensors")) and first.poll() is None and time.time() - t0 < 300: time.sleep(0.05)
+    assert first.poll() is None, first.communicate()
+    second = _index(clips, run, out)
+    assert first.poll() is None                                  # the first run was still at work (3 shards × 2 s)
+    msg = " ".join(second.stderr.split())
+    assert second.returncode == 2 and f"{out} is being indexed by another `snps3 index` run (pid {first.pid} on host" in msg, msg
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0 and "3 videos searchable" in stdout, stderr[-3000:]
+    assert not (out / "index.lock").exists() and json.loads((out / "manifest.json").read_text())["complete"]
