@@ -42,7 +42,8 @@ def count_cross(model) -> list:
 
 def one_step(model, opt, batch, ctx, step: int, gradnorm: bool) -> None:
     "One optimizer step as `train()` runs it (grad_accum 1, fp32, one process), optionally with the grad/<loss> measurement."
-    from snps3.train import pretrain_losses, loss_grad_norms, shared_parameters, get_lr
+    from snps3.objectives import pretrain_losses, loss_grad_norms, shared_parameters
+    from snps3.train import get_lr
     tc = ctx.cfg.train
     for g in opt.param_groups: g["lr"] = get_lr(step, tc) * g.get("lr_mult", 1.0)
     ctx.step = step
@@ -65,7 +66,9 @@ def main(argv=None) -> dict:
     if not (a.data / "pretrain.jsonl").exists(): sys.exit(f"{a.data}/pretrain.jsonl not found: python data_prep/make_synthetic.py --out {a.data}")
     from snps3.core import seed_everything
     from snps3.models.snp import SNPModel
-    from snps3.train import param_groups, build_pretrain_data, setup_distributed, BatchStream, StepContext, fresh_modules
+    from snps3.distributed import setup_distributed
+    from snps3.objectives import StepContext
+    from snps3.train import param_groups, build_pretrain_data, BatchStream, fresh_modules
     setups = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, ov in ROWS.items():

@@ -118,7 +118,8 @@ def build_model(cfg):
 
 def load_batches(cfg, model, run_dir: Path, n: int) -> tuple[list[dict], float, object]:
     "`n` micro-batches from the real data path (`build_pretrain_data` + `BatchStream`), the loader's seconds per batch, the data."
-    from snps3.train import build_pretrain_data, setup_distributed, BatchStream
+    from snps3.distributed import setup_distributed
+    from snps3.train import build_pretrain_data, BatchStream
     data = build_pretrain_data(cfg, model, run_dir, setup_distributed(torch.device("cpu")))  # words mined into run_dir once
     stream = BatchStream(data)
     t0 = time.perf_counter(); batches = [stream.next() for _ in range(n)]
@@ -127,7 +128,8 @@ def load_batches(cfg, model, run_dir: Path, n: int) -> tuple[list[dict], float, 
 
 def step_context(cfg, data):
     "The `StepContext` `train()` builds (one process, no MoCo queue)."
-    from snps3.train import StepContext, setup_distributed
+    from snps3.distributed import setup_distributed
+    from snps3.objectives import StepContext
     tok = data.text.tokenizer
     return StepContext(cfg, setup_distributed(torch.device("cpu")), 0, data.text.significant, tok.mask_token_id,
                        torch.tensor(tok.all_special_ids))
@@ -135,7 +137,8 @@ def step_context(cfg, data):
 
 def train_step(model, opt, batch: dict, ctx, step: int) -> float:
     "One optimizer step as `train()` runs it with grad_accum=1, amp=none, one process; returns the loss."
-    from snps3.train import pretrain_losses, check_finite, get_lr
+    from snps3.objectives import pretrain_losses
+    from snps3.train import check_finite, get_lr
     tc = ctx.cfg.train
     for g in opt.param_groups: g["lr"] = get_lr(step, tc)
     ctx.step = step

@@ -76,7 +76,7 @@ def config_diff(a: Config, b: Config, ignore=_SAME_RUN_IGNORED) -> dict:
 # %% ../nbs/11b_ablation.ipynb #cf22f47c
 def finished_run(cfg: Config) -> bool:
     "Does `train.save_dir` hold the finished run of `cfg`? Raises when it holds a run of other settings or a stale fine-tuning."
-    from snps3.train import list_checkpoints, resolve_checkpoint
+    from snps3.checkpoint import list_checkpoints, resolve_checkpoint
     run_dir = Path(cfg.train.save_dir)
     if not (run_dir / "config.yaml").exists(): return False
     diff = config_diff(load_config(str(run_dir / "config.yaml")), cfg)
@@ -117,7 +117,7 @@ def evaluate_or_reuse(cfg: Config, # task, eval.checkpoint (a run directory), tr
                       progress: bool = False) -> dict:
     "The results.json of evaluating `eval.checkpoint`: read back when still valid, else evaluated (replacing a stale one)."
     from snps3.downstream import evaluate
-    from snps3.train import resolve_checkpoint
+    from snps3.checkpoint import resolve_checkpoint
     out, ck = Path(cfg.train.save_dir), resolve_checkpoint(cfg.eval.checkpoint)
     if (out / "results.json").exists() and (out / "config.yaml").exists():
         res, saved = json.loads((out / "results.json").read_text()), flat_keys(load_config(str(out / "config.yaml")))

@@ -16,7 +16,7 @@ from .core import get_device
 from .data.video import MediaError, load_clip
 from .downstream import Gallery, cross_pair_scores, encode_queries, load_for_eval
 from .models.snp import SNPModel
-from .train import resolve_checkpoint
+from .checkpoint import resolve_checkpoint
 
 # %% auto #0
 __all__ = ['Preprocessing', 'preprocessing_of', 'VideoEmbeddings', 'VideoTextModel', 'load']

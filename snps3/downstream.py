@@ -19,8 +19,9 @@ from .config import Config, config_hash, load_config, save_config
 from .core import atomic_write_json, get_device, seed_everything
 from .eval import mc_accuracy, qa_accuracy, retrieval_metrics
 from .models.snp import SNPModel
-from .train import (DistInfo, PretrainData, TaskHooks, _ann_path, gather_no_grad, global_mean, read_safetensors,
-                         resolve_checkpoint, train)
+from .checkpoint import read_safetensors, resolve_checkpoint
+from .distributed import DistInfo
+from .train import PretrainData, TaskHooks, _ann_path, train
 
 # %% auto #0
 __all__ = ['EVALUATORS', 'answers_path', 'qa_vocab', 'QAModel', 'QADataset', 'collate_qa', 'build_qa_model', 'build_qa_data',
@@ -161,7 +162,7 @@ def finetune(cfg: Config, # task: retrieval | qa; train.restart = the checkpoint
         raise ValueError(f"finetune needs task=retrieval or task=qa, got task={cfg.task!r} (multiple choice is evaluated zero-shot)")
     if not cfg.train.restart and not cfg.train.resume:
         print("finetune: train.restart is empty, so this fine-tunes from the text/vision initialisation, not from a pre-trained run")
-    return train(_reuse_words(cfg), progress)
+    return train(_reuse_words(cfg), progress, hooks=qa_hooks() if cfg.task == "qa" else None)   # retrieval: the loop's own hooks
 
 # %% ../nbs/08a_downstream.ipynb #37e4bc9f
 def load_for_eval(checkpoint, # a run directory or checkpoints/step_<N>

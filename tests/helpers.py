@@ -30,7 +30,7 @@ def metrics(run_dir):
 def latest_weights(run_dir):
     "Tensors of the newest checkpoint's model.safetensors."
     from safetensors.torch import load_file
-    from snps3.train import list_checkpoints
+    from snps3.checkpoint import list_checkpoints
     return load_file(str(list_checkpoints(run_dir)[-1] / "model.safetensors"))
 
 

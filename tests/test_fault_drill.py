@@ -41,7 +41,7 @@ def kill_when(proc, cond, timeout=900) -> bool:
 
 
 def final_weights(run: Path) -> bytes:
-    from snps3.train import list_checkpoints
+    from snps3.checkpoint import list_checkpoints
     return (list_checkpoints(run)[-1] / "model.safetensors").read_bytes()
 
 

@@ -17,7 +17,8 @@ def tok():
 
 
 def _ctx(cfg, tok, **kw):
-    from snps3.train import StepContext, DistInfo
+    from snps3.objectives import StepContext
+    from snps3.distributed import DistInfo
     sig = torch.zeros(len(tok), dtype=torch.bool)
     for w in ("circle", "square", "red", "blue", "moves", "left", "right"): sig[tok.convert_tokens_to_ids(w)] = True
     return StepContext(cfg, DistInfo(), 0, sig, tok.mask_token_id, torch.tensor(tok.all_special_ids), None, **kw)
@@ -45,7 +46,7 @@ def test_negatives_at_contrastive_temperature_and_never_the_same_caption(tok, mo
     """Defect: hard negatives and ITM false captions were drawn at temperature 1 on cosines (weights within e^2 of each
     other) and could be the same caption text. Now: ∝ softmax(sim / loss.negative_temperature), same text excluded."""
     import snps3.losses as L
-    from snps3.train import pretrain_losses
+    from snps3.objectives import pretrain_losses
     cfg = tiny_config(**{"loss.hard_k": 1, "loss.negative_temperature": 0.07})
     ctx = _ctx(cfg, tok)
     calls, orig = [], L.sample_hard_negatives
@@ -63,7 +64,7 @@ def test_negatives_at_contrastive_temperature_and_never_the_same_caption(tok, mo
 
 def test_same_clip_is_never_a_negative(tok):
     "Two captions of one clip in a batch: the clip ids make them excluded pairs too (a false negative otherwise)."
-    from snps3.train import same_pair_mask, _allowed_exclusion
+    from snps3.objectives import same_pair_mask, _allowed_exclusion
     ids = torch.tensor([[1, 2, 0], [1, 3, 0], [4, 5, 6]])
     same = same_pair_mask(ids, torch.tensor([7, 7, 8]))
     assert same.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
@@ -85,7 +86,8 @@ def test_item_ids_follow_the_dataset_items(tiny_bench, tmp_path):
     "clip / type ids are indexed like batch['index'] (one dataset item per clip), not like annotation lines."
     from snps3.config import load_config
     from snps3.models.snp import SNPModel
-    from snps3.train import build_pretrain_data, setup_distributed
+    from snps3.train import build_pretrain_data
+    from snps3.distributed import setup_distributed
     cfg = load_config("tiny_cpu", [f"data.root={tiny_bench}", "data.batch_size=4"])
     data = build_pretrain_data(cfg, SNPModel(cfg), tmp_path, setup_distributed(torch.device("cpu")))
     items = data.dataset.items
@@ -96,7 +98,7 @@ def test_item_ids_follow_the_dataset_items(tiny_bench, tmp_path):
 
 def test_lvwm_both_adds_the_two_stages(tok):
     "Defect: loss.lvwm_stage=both averaged the 'before' and 'after' losses; the reference adds them."
-    from snps3.train import lvwm_term
+    from snps3.objectives import lvwm_term
     losses = {}
     for stage in ("before", "after", "both"):
         cfg = tiny_config(**{"loss.lvwm_stage": stage})
@@ -114,26 +116,26 @@ def test_every_reduction_runs_on_the_collective_device(monkeypatch):
     """Defect: global_mean, the log record, check_finite and the summary reduced CPU tensors, which NCCL refuses (a
     multi-GPU job would stop at its first step). Every tensor handed to a collective must live on dist_info.device.
     Here that device is 'meta' (a stand-in for cuda on this CPU machine): a CPU tensor reaching the collective fails."""
-    import snps3.train as T
+    import snps3.train as T, snps3.distributed as D, snps3.objectives as O
     seen = []
     def fake_all_reduce(x, dist_info):
-        T._check_collective_device(x, dist_info)
+        D._check_collective_device(x, dist_info)
         seen.append(x.device.type)
         return torch.zeros(x.shape, dtype=x.dtype)                                   # values do not matter here
-    monkeypatch.setattr(T, "all_reduce_sum", fake_all_reduce)
-    info = T.DistInfo(rank=0, world_size=1, is_ddp=True, device=torch.device("meta"))
-    ctx = T.StepContext(tiny_config(), info, 0, torch.zeros(3, dtype=torch.bool), 0, torch.tensor([0]))
-    T.global_mean(torch.tensor(2.0), 4, ctx)
+    monkeypatch.setattr(D, "all_reduce_sum", fake_all_reduce)                        # what reduce_scalars calls
+    info = D.DistInfo(rank=0, world_size=1, is_ddp=True, device=torch.device("meta"))
+    ctx = O.StepContext(tiny_config(), info, 0, torch.zeros(3, dtype=torch.bool), 0, torch.tensor([0]))
+    O.global_mean(torch.tensor(2.0), 4, ctx)
     T._log_record(5, 1e-3, [{"loss": 1.0}], info)
     T.check_finite(0, {"a": torch.tensor(1.0)}, torch.tensor(1.0), info, None)
     assert seen == ["meta"] * 3
     with pytest.raises(RuntimeError, match="collective on a cpu tensor"):
-        T._check_collective_device(torch.zeros(1), info)
+        D._check_collective_device(torch.zeros(1), info)
 
 
 def test_gathers_check_the_device():
     "gather_no_grad and all_reduce_sum refuse a tensor on the wrong device before reaching the process group."
-    from snps3.train import DistInfo, all_reduce_sum, gather_no_grad
+    from snps3.distributed import DistInfo, all_reduce_sum, gather_no_grad
     info = DistInfo(rank=0, world_size=2, is_ddp=True, device=torch.device("meta"))
     for fn in (all_reduce_sum, gather_no_grad):
         with pytest.raises(RuntimeError, match="dist_info.device"):
@@ -142,7 +144,7 @@ def test_gathers_check_the_device():
 
 def test_mlm_warmup_keeps_mlm_gradient_off_the_shared_bert(tok):
     "loss.mlm_warmup: during the warm-up the MLM loss trains its head only; after the ramp it reaches the BERT in full."
-    from snps3.train import mlm_term, mlm_trunk_grad
+    from snps3.objectives import mlm_term, mlm_trunk_grad
     cfg = tiny_config(**{"loss.mlm_warmup": 2, "loss.mlm_ramp": 4})
     assert [mlm_trunk_grad(s, cfg.loss) for s in range(7)] == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     model = _model(cfg)
@@ -166,7 +168,7 @@ def test_mlm_warmup_keeps_mlm_gradient_off_the_shared_bert(tok):
 ])
 def test_matching_passes_and_losses(tok, monkeypatch, overrides, passes, names):
     "The cross passes the matching terms run, and the losses they return, per option (item 5: what can be shared)."
-    from snps3.train import matching_terms
+    from snps3.objectives import matching_terms
     cfg = tiny_config(**overrides)
     ctx = _ctx(cfg, tok)
     model = _model(cfg)

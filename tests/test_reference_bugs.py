@@ -28,7 +28,8 @@ def _significant(tok, words=SIGNIFICANT_WORDS) -> torch.Tensor:
 
 
 def _ctx(cfg, tok, sig):
-    from snps3.train import StepContext, DistInfo
+    from snps3.objectives import StepContext
+    from snps3.distributed import DistInfo
     return StepContext(cfg, DistInfo(), 0, sig, tok.mask_token_id, torch.tensor(tok.all_special_ids), None)
 
 
@@ -57,7 +58,7 @@ def _model(cfg):
 def test_mlm_text_loss_sees_masked_input(tok, monkeypatch):
     """Reference bug: the text-encoder MLM loss (mlm_text) was computed on the *unmasked* caption, so the targets leak.
     The text pass whose hidden states feed the mlm_text loss must be fed the masked ids ([MASK] at every label)."""
-    from snps3.train import pretrain_losses, mlm_term
+    from snps3.objectives import pretrain_losses, mlm_term
     cfg = tiny_config(**{"loss.vtc": False, "loss.lvwm": False, "loss.cross_match": "off", "loss.itm": False,
                          "loss.w_mlm": 0.0, "loss.mlm_text": True})
     sig = _significant(tok); model, batch, ctx = _model(cfg), _pretrain_batch(cfg, tok, sig), _ctx(cfg, tok, sig)
@@ -90,7 +91,7 @@ def test_mlm_text_loss_sees_masked_input(tok, monkeypatch):
 def test_itm_positives_and_negatives_use_raw_captions(tok, monkeypatch):
     """Reference bug: ITM positives were cross passes over *masked* captions while the negatives used unmasked ones,
     so the [MASK] token alone told them apart. Both must be cross passes over raw (unmasked) captions."""
-    from snps3.train import pretrain_losses
+    from snps3.objectives import pretrain_losses
     cfg = tiny_config(**{"loss.itm": True, "loss.cross_match": "hard_k", "loss.w_mlm": 1.0, "loss.mlm_text": True})
     sig = _significant(tok); model, batch, ctx = _model(cfg), _pretrain_batch(cfg, tok, sig), _ctx(cfg, tok, sig)
     B = batch["input_ids"].shape[0]

@@ -59,17 +59,17 @@ def _slow_run(bench, save_dir, marker, extra=(), sleep_in_step=0.3, hang_checkpo
     "Start a pre-training run whose steps are slowed down (and optionally hangs inside one checkpoint write)."
     code = f"""
 import time, sys, pathlib
-import snps3.train as t
-orig = t.pretrain_losses
+import snps3.train as t, snps3.checkpoint as c
+orig = t.pretrain_losses                       # the loop takes its objective from snps3.train (`task_hooks`)
 def slow(*a, **k):
     time.sleep({sleep_in_step}); return orig(*a, **k)
 t.pretrain_losses = slow
-orig_json = t.atomic_write_json
+orig_json = c.atomic_write_json                # the checkpoint's trainer_state.json is written by snps3.checkpoint.save_checkpoint
 def hanging(path, obj, *a, **k):
     if {hang_checkpoint_step!r} is not None and '.tmp_step_{hang_checkpoint_step}_' in str(path):
         pathlib.Path({str(marker)!r}).write_text('writing'); time.sleep(600)
     return orig_json(path, obj, *a, **k)
-t.atomic_write_json = hanging
+c.atomic_write_json = hanging
 from snps3.cli import main
 sys.exit(main({pretrain_args(bench, save_dir, *extra)!r}))
 """
@@ -97,7 +97,7 @@ def test_sigkill_then_resume_gives_identical_weights(tiny_bench, tmp_path, where
         proc = _slow_run(tiny_bench, run, marker, extra, sleep_in_step=0, hang_checkpoint_step=8)
         _wait(marker.exists, proc)
     proc.send_signal(signal.SIGKILL); proc.wait()
-    from snps3.train import list_checkpoints
+    from snps3.checkpoint import list_checkpoints
     assert [p.name for p in list_checkpoints(run)] == ["step_4"]          # the half-written step_8 is not a checkpoint
     res = run_cli(pretrain_args(tiny_bench, run, *extra, "train.resume=auto"))
     assert res.returncode == 0, res.stderr[-3000:]
@@ -112,7 +112,7 @@ def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(tiny_bench, t
     r = run_cli(pretrain_args(tiny_bench, run, "train.max_steps=10", "train.save_every=3", "train.inject_nan_at=7"))
     assert r.returncode != 0
     assert "step 7" in r.stderr and "loss/" in r.stderr and "not finite" in r.stderr
-    from snps3.train import list_checkpoints
+    from snps3.checkpoint import list_checkpoints
     assert [p.name for p in list_checkpoints(run)] == ["step_3", "step_6"]
     assert "step_6" in r.stderr                                           # the error names the last good checkpoint
     assert all(torch.isfinite(v).all() for v in latest_weights(run).values())
