@@ -160,6 +160,7 @@ class TrainConfig:
     tensorboard: bool = False           # also write each metrics.jsonl record as TensorBoard scalars under <save_dir>/tb
     inject_nan_at: int = -1             # fault injection for tests: make the loss NaN at this step (-1: never)
     parallel: str = "ddp"               # under torchrun: ddp (DistributedDataParallel, bucketed all-reduce overlapped with the backward) | fsdp (FSDP2 fully_shard per BERT layer and backbone stage)
+    dist_timeout_s: int = 600           # under torchrun: seconds a collective waits for the other ranks before the job fails with an error (a lost rank, not NCCL's 10-30 min hang); must exceed the longest one-rank pause (rank 0 mining words at start-up, evaluating, writing a checkpoint)
 
     def __post_init__(self):
         if self.amp not in ("none", "bf16", "fp16"): raise ValueError(f"train.amp must be none|bf16|fp16, got {self.amp!r}")
@@ -168,6 +169,8 @@ class TrainConfig:
         if self.grad_norm_every < 0: raise ValueError(f"train.grad_norm_every must be >= 0, got {self.grad_norm_every}")
         if self.grad_accum < 1: raise ValueError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
         if self.parallel not in ("ddp", "fsdp"): raise ValueError(f"train.parallel must be ddp|fsdp, got {self.parallel!r}")
+        if isinstance(self.dist_timeout_s, bool) or not isinstance(self.dist_timeout_s, int) or not 1 <= self.dist_timeout_s <= 7 * 86400:
+            raise ValueError(f"train.dist_timeout_s must be a whole number of seconds in [1, 604800] (7 days), got {self.dist_timeout_s!r}")
         if self.max_steps < 0: raise ValueError(f"train.max_steps must be >= 0, got {self.max_steps}")
         if not all(isinstance(m, int) and not isinstance(m, bool) for m in self.step_milestones):
             raise ValueError(f"train.step_milestones must be a list of step numbers, got {self.step_milestones!r}")
@@ -389,7 +392,7 @@ def config_to_dict(cfg: Config) -> dict:
     return asdict(cfg)
 
 def config_hash(cfg: Config, # the resolved config
-                ignore=("train.save_dir", "train.resume", "train.restart", "train.device", "data.num_workers") # keys that don't change results
+                ignore=("train.save_dir", "train.resume", "train.restart", "train.device", "data.num_workers", "train.dist_timeout_s") # keys that don't change results
                ) -> str:
     "A stable 12-hex-digit hash of the settings that change results."
     flat = {k: v for k, v in flat_keys(cfg).items() if k not in ignore}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_distributed.ipynb #8771da0f
 from __future__ import annotations
-import os
+import datetime, os
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -29,11 +29,14 @@ class DistInfo:
     def is_main(self) -> bool: return self.rank == 0
 
 # %% ../nbs/06a_distributed.ipynb #e4a02f04
-def setup_distributed(device: torch.device) -> DistInfo:
+def setup_distributed(device: torch.device,
+                      timeout_s: float = 600 # train.dist_timeout_s: how long a collective waits for the other ranks before failing
+                     ) -> DistInfo:
     "Join the torchrun process group when launched by torchrun (`RANK` set): NCCL on GPU, gloo on CPU."
     if "RANK" not in os.environ: return DistInfo(device=device)
     import torch.distributed as dist
-    if not dist.is_initialized(): dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True, device)
     if device.type == "cuda": torch.cuda.set_device(info.local_rank); info.device = torch.device("cuda", info.local_rank)
     return info

@@ -309,7 +309,7 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
     hooks = hooks or task_hooks(cfg)
     tc = cfg.train
     device = get_device(tc.device)
-    dist_info = setup_distributed(device)
+    dist_info = setup_distributed(device, tc.dist_timeout_s)
     if tc.deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(tc.seed)  # same seed on every rank: identical initial weights (per-sample data randomness has its own generators)
     run_dir, resume_from = prepare_run_dir(cfg, dist_info)
