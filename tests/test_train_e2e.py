@@ -97,6 +97,8 @@ def test_sigkill_then_resume_gives_identical_weights(tiny_bench, tmp_path, where
         proc = _slow_run(tiny_bench, run, marker, extra, sleep_in_step=0, hang_checkpoint_step=8)
         _wait(marker.exists, proc)
     proc.send_signal(signal.SIGKILL); proc.wait()
+    if where == "during_checkpoint_write":   # killed while step 8 was still being written into its temporary directory
+        assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".tmp_step_8_")]
     from snps3.checkpoint import list_checkpoints
     assert [p.name for p in list_checkpoints(run)] == ["step_4"]          # the half-written step_8 is not a checkpoint
     res = run_cli(pretrain_args(tiny_bench, run, *extra, "train.resume=auto"))
