@@ -29,6 +29,7 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer, sd: dict | None = None # a 
                for pid, st in sd["state"].items() for k, v in st.items()}
     return tensors, {"param_groups": sd["param_groups"]}
 
+# %% ../nbs/06b_checkpoint.ipynb #27742012
 def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dict, load=None # state dict -> None (FSDP2: `load_full_optimizer_state`)
                           ) -> None:
     "Inverse of `optimizer_to_tensors`."
@@ -49,6 +50,7 @@ def rng_state() -> tuple[dict, dict]:
     return tensors, {"python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
                      "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])]}
 
+# %% ../nbs/06b_checkpoint.ipynb #ea16ff5d
 def set_rng_state(tensors: dict, meta: dict) -> None:
     "Restore what `rng_state` saved."
     torch.set_rng_state(tensors["rng.torch"])
@@ -84,6 +86,7 @@ def save_checkpoint(run_dir, # the run directory
     if keep: prune_checkpoints(ckdir, keep)
     return final
 
+# %% ../nbs/06b_checkpoint.ipynb #8e59c99b
 def _fsync_dir(path: Path) -> None:
     "Flush a directory entry to disk (best effort)."
     try:
@@ -98,6 +101,7 @@ def list_checkpoints(run_dir) -> list[Path]:
     done = [p for p in ckdir.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / "trainer_state.json").is_file()]
     return sorted(done, key=lambda p: int(p.name.split("_")[1]))
 
+# %% ../nbs/06b_checkpoint.ipynb #3a0a9d71
 def prune_checkpoints(ckdir: Path, keep: int) -> None:
     "Delete all but the newest `keep` checkpoints."
     for p in list_checkpoints(ckdir.parent)[:-keep]: shutil.rmtree(p)
@@ -158,6 +162,7 @@ def prepare_run_dir(cfg: Config, dist_info: DistInfo) -> tuple[Path, Path | None
         _remove_partial_checkpoints(run_dir)
     return run_dir, resume
 
+# %% ../nbs/06b_checkpoint.ipynb #ff51e1a2
 def _remove_partial_checkpoints(run_dir: Path) -> None:
     "Delete the temporary directories of checkpoint writes that a killed run left behind (`.tmp_step_*`, never a finished `step_*`)."
     ckdir = run_dir / "checkpoints"

@@ -49,15 +49,18 @@ def all_reduce_sum(x: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
     _check_collective_device(x, dist_info)
     x = x.clone(); dist.all_reduce(x); return x
 
+# %% ../nbs/06a_distributed.ipynb #64901ac5
 def reduce_scalars(values: list[float], dist_info: DistInfo, dtype=torch.float64) -> list[float]:
     "Sum python numbers over ranks through one tensor on the collective device."
     return all_reduce_sum(torch.tensor(values, dtype=dtype, device=dist_info.device), dist_info).tolist()
 
+# %% ../nbs/06a_distributed.ipynb #cc8054bf
 def _check_collective_device(x: torch.Tensor, dist_info: DistInfo) -> None:
     "Refuse a tensor that is not on the collective device (a CPU tensor would stop an NCCL job at its first reduction)."
     if x.device.type != dist_info.device.type:
         raise RuntimeError(f"collective on a {x.device} tensor while this job reduces on {dist_info.device}: create it on dist_info.device")
 
+# %% ../nbs/06a_distributed.ipynb #3f5788d1
 def gather_no_grad(x: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
     "Concatenate equal-shaped tensors from all ranks along dim 0 (no gradient)."
     if not dist_info.is_ddp: return x
