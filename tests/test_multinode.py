@@ -22,6 +22,8 @@ from snps3.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
 
+HANG = CRASH.replace("os._exit(17)", "time.sleep(3600)").replace("import os, sys", "import os, sys, time")  # a rank stuck (not dead)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -69,6 +71,19 @@ def test_a_crashed_rank_ends_the_job_with_a_clear_error(tiny_bench, tmp_path):
     assert all(rc != 0 for rc, _ in nodes), [rc for rc, _ in nodes]
     logs = "\n".join(log for _, log in nodes)
     assert "crash.py FAILED" in logs and "exitcode  : 17" in logs and "rank      : 1" in logs, logs[-4000:]
+    print(f"job ended {time.time() - t0:.0f} s after the start")
+
+
+def test_a_stuck_rank_ends_the_job_after_dist_timeout_s(tiny_bench, tmp_path):
+    """Rank 1 stops responding in step 3 (alive, never reaching the next collective): with train.dist_timeout_s=20 rank 0's
+    collective fails after 20 s and the job ends with an error, instead of waiting NCCL's / gloo's default 10-30 minutes."""
+    script = tmp_path / "hang.py"; script.write_text(HANG)
+    t0 = time.time()
+    nodes = run_nodes(pretrain_args(tiny_bench, tmp_path / "run", *TWO_RANKS, "train.dist_timeout_s=20"), tmp_path / "logs",
+                      script=script, timeout=240)
+    assert all(rc != 0 for rc, _ in nodes), [rc for rc, _ in nodes]
+    logs = "\n".join(log for _, log in nodes)
+    assert "hang.py FAILED" in logs and "Timed out" in logs, logs[-4000:]
     print(f"job ended {time.time() - t0:.0f} s after the start")
 
 
