@@ -86,7 +86,9 @@ def test_a_stuck_rank_ends_the_job_after_dist_timeout_s(tiny_bench, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
     try: out, _ = proc.communicate(timeout=200)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)                                # the agent and its workers
+        proc.terminate()                                                   # torchrun stops its workers (in their own sessions)
+        try: proc.wait(timeout=30)
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the job hung: still running after 200 s")
     assert proc.returncode != 0
     assert "hang.py FAILED" in out and "Timed out" in out, out[-4000:]
