@@ -27,7 +27,7 @@ PM = $(PYTHON) -m papermill --log-level WARNING -k python3
 RUNS ?= runs
 RESUME = -y "overrides: [train.resume=auto]"
 # step budgets that keep the cold demo within ~10 minutes on 2 CPU cores (the notebooks' own defaults are longer)
-DEMO_STEPS ?= 100
+DEMO_STEPS ?= 150
 DEMO_FT_STEPS ?= 40
 DEMO_QA_STEPS ?= 40
 demo: install $(DATA)/manifest.json
