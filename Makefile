@@ -60,7 +60,7 @@ docs:
 
 test:
 	nbdev_test --n_workers 2
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile tests   # two workers, a test file per worker (module fixtures trained once)
 
 # GPU readiness: bf16 matmul peak, the base recipe a few steps in bf16 (MFU, peak memory), NCCL on all local GPUs,
 # decode clips/s; figures in reports/gpu_check.json. On a host without CUDA it says so and exits 0.
