@@ -648,19 +648,24 @@ def index_main(argv: list[str]) -> int:
     return 0
 
 # %% ../nbs/13a_search.ipynb #4b4ab8d1
+def _ranking_args(p: argparse.ArgumentParser, json_help: str) -> argparse.ArgumentParser:
+    "The ranking and model options `snps3 search` and `snps3 search-eval` share."
+    p.add_argument("--rerank", type=int, default=0, help="rescore the dual top-N with the cross encoder (default 0: dual score only)")
+    p.add_argument("--score", choices=SCORES, default="cross", help="order of the reranked hits: cross (the matching head, default) or fused (cross + dual/τ)")
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--nprobe", type=int, default=None, help="IVF lists scanned per query (default: the index's)")
+    p.add_argument("--checkpoint", default=None, help="the model, when the run that built the index has moved")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    return p
+
+
 def search_parser() -> argparse.ArgumentParser:
     "Arguments of `snps3 search`."
     p = argparse.ArgumentParser(prog="snps3 search", description="Search an index built by `snps3 index` with text.")
     p.add_argument("index_dir", help="index directory written by `snps3 index`")
     p.add_argument("queries", nargs="+", help="one or more text queries")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
-    p.add_argument("--rerank", type=int, default=0, help="rescore the dual top-N with the cross encoder (default 0: dual score only)")
-    p.add_argument("--score", choices=SCORES, default="cross", help="order of the reranked hits: cross (the matching head, default) or fused (cross + dual/τ)")
-    p.add_argument("--json", action="store_true", help="print JSON (for scripts): dual, cross and fused scores of every hit")
-    p.add_argument("--nprobe", type=int, default=None, help="IVF lists scanned per query (default: the index's)")
-    p.add_argument("--checkpoint", default=None, help="the model, when the run that built the index has moved")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    return p
+    return _ranking_args(p, "print JSON (for scripts): dual, cross and fused scores of every hit")
 
 
 def _hits_table(query: str, hits: list[dict], reranked: bool) -> str:
@@ -696,14 +701,8 @@ def search_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="folder the clip names are relative to (default: the annotation file's folder)")
     p.add_argument("--scenes", default=None, help="scene descriptions for the attribute-equivalent hit (default: scenes.jsonl beside --ann, if any)")
     p.add_argument("--no-scenes", action="store_true", help="report recall@k only")
-    p.add_argument("-k", type=int, nargs="+", default=[1, 5, 10], help="cut-offs (default 1 5 10; the Done-when share is recall@5)")
-    p.add_argument("--rerank", type=int, default=0, help="rescore the dual top-N with the cross encoder (default 0: dual score only)")
-    p.add_argument("--score", choices=SCORES, default="cross", help="order of the reranked hits: cross (default) or fused (cross + dual/τ)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--nprobe", type=int, default=None, help="IVF lists scanned per query (default: the index's)")
-    p.add_argument("--checkpoint", default=None, help="the model, when the run that built the index has moved")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    return p
+    p.add_argument("-k", type=int, nargs="+", default=[1, 5, 10], help="cut-offs (default 1 5 10)")
+    return _ranking_args(p, "print the report as JSON")
 
 # %% ../nbs/13a_search.ipynb #dcd015c6
 def _share_report(rep: dict, ann: str, scenes) -> str:
