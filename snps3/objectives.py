@@ -16,14 +16,59 @@ from .config import Config
 from .distributed import DistInfo, gather_no_grad, reduce_scalars
 
 # %% auto #0
-__all__ = ['step_generator', 'StepContext', 'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask',
-           'swap_significant', 'attention_received', 'same_pair_mask', 'matching_terms', 'pretrain_losses',
-           'shared_parameters', 'loss_grad_norms', 'balance_scales']
+__all__ = ['step_generator', 'NegativeBank', 'bank_exclusion', 'bank_negatives', 'StepContext', 'global_mean', 'mlm_trunk_grad',
+           'mlm_term', 'lvwm_term', 'attentive_remask', 'swap_significant', 'attention_received', 'same_pair_mask',
+           'matching_terms', 'pretrain_losses', 'shared_parameters', 'loss_grad_norms', 'balance_scales']
 
 # %% ../nbs/06c_objectives.ipynb #1e4a40ba
 def step_generator(seed: int, step: int, salt: int) -> torch.Generator:
     "A generator shared by all ranks for one step (hard-negative sampling, attentive masking coin)."
     return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, salt]).integers(2**62)))
+
+# %% ../nbs/06c_objectives.ipynb #a183fa27
+@dataclass
+class NegativeBank:
+    """Cached frozen-backbone features of every training item, so that the cross head's hard negatives come from the whole
+    training set: each caption's dual top candidates, the set the cross head reranks at test time, rather than the few
+    clips that happen to share its micro-batch. Only the token projection and embedding head run on the cache each step."""
+    feats: torch.Tensor                 # [Nb,T,C] backbone features (T = N·G tokens, zero at padded clips)
+    mask: torch.Tensor                  # BoolTensor [Nb,T]; all False for an unreadable item (never drawn)
+    clip_ids: torch.Tensor              # LongTensor [Nb] clip id of each item (= the dataset's `clip_ids`)
+    type_ids: torch.Tensor              # LongTensor [Nb] media type of each item
+    captions: dict                      # caption text -> LongTensor of the items that carry it
+
+    def __len__(self): return self.feats.shape[0]
+
+    @property
+    def readable(self) -> torch.Tensor: return self.mask.any(1)   # BoolTensor [Nb]
+
+def bank_exclusion(bank: NegativeBank, captions: list[str], # the micro-batch's captions
+                   clip_ids: torch.Tensor, # LongTensor [B] their clip ids
+                   type_ids: torch.Tensor | None = None # LongTensor [B] their media types (None: any type may be drawn)
+                  ) -> torch.Tensor:
+    "BoolTensor [B,Nb]: bank items never drawn as a caption's negative: its own clip, a clip with the same caption text, another media type, unreadable."
+    out = (bank.clip_ids[None, :] == clip_ids[:, None]) | ~bank.readable[None, :]          # [B,Nb]
+    if type_ids is not None: out |= bank.type_ids[None, :] != type_ids[:, None]
+    for r, c in enumerate(captions):
+        if c in bank.captions: out[r, bank.captions[c]] = True
+    return out
+
+def bank_negatives(model, text_emb: torch.Tensor, # [B,E] the micro-batch's caption embeddings
+                   batch: dict, ctx: StepContext, k: int, salt: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """k negatives per caption drawn from the whole bank ∝ softmax(dual sim / loss.negative_temperature): their visual tokens
+    [B·k,T,D] (through the current projection, with gradient) and mask [B·k,T]."""
+    from snps3.losses import sample_hard_negatives
+    bank, vis = ctx.bank, model.visual
+    dev = text_emb.device
+    with torch.no_grad(): bank_emb = vis.from_features(bank.feats.to(dev), bank.mask.to(dev)).video_emb.float()  # [Nb,E]
+    sim = text_emb.detach().float() @ bank_emb.T                                          # [B,Nb]
+    idx = batch["index"].cpu()
+    types = ctx.type_ids[idx] if ctx.cfg.loss.negatives_same_type and ctx.type_ids is not None else None
+    excl = bank_exclusion(bank, batch["captions"], ctx.clip_ids[idx], types)             # [B,Nb]
+    gen = step_generator(ctx.cfg.train.seed, ctx.step, salt + ctx.dist.rank)             # bank item i = dataset item i: the positive is `idx`
+    negs = sample_hard_negatives(sim.cpu(), idx, k, gen, excl, ctx.cfg.loss.negative_temperature).flatten()  # [B*k]
+    out = vis.from_features(bank.feats[negs].to(dev), bank.mask[negs].to(dev))
+    return out.tokens, out.mask
 
 # %% ../nbs/06c_objectives.ipynb #ecf2da8e
 @dataclass
@@ -39,6 +84,7 @@ class StepContext:
     clip_ids: torch.Tensor | None = None # LongTensor [len(dataset)]: clip of each dataset item (`PretrainData.clip_ids`)
     type_ids: torch.Tensor | None = None # LongTensor [len(dataset)]: media type of each item (`PretrainData.type_ids`)
     loss_scales: dict = field(default_factory=dict) # loss.grad_balance: {name: multiplier of w_<name>}, updated on grad-norm steps
+    bank: NegativeBank | None = None    # loss.negative_bank: every training item's cached visual features (`snps3.train.build_negative_bank`)
 
     def weight(self, name: str) -> float:
         "The weight of loss `name` in the total: `loss.w_<name>` (1 if none) × its balancing scale."
@@ -157,7 +203,8 @@ def _allowed_exclusion(same: torch.Tensor) -> torch.Tensor:
 
 def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContext) -> tuple[dict, dict]:
     """Cross-encoder matching (MIL-NCE over pair scores: all pairs or hard-k) and ITM with false captions, built alike.
-    Negatives are drawn ∝ softmax(dual sim / loss.negative_temperature), never with the same caption text or clip."""
+    Negatives are drawn ∝ softmax(dual sim / loss.negative_temperature), never with the same caption text or clip: from the
+    global micro-batch, or (loss.negative_bank, hard_k) the caption-anchored clips from every training item."""
     from snps3.losses import cross_match_loss, cross_match_all_pairs_loss, itm_loss, sample_hard_negatives, gather_with_grad
     L, ids, att = ctx.cfg.loss, batch["input_ids"], batch["attention_mask"]
     B, losses, logs, Lmax = ids.shape[0], {}, {}, ctx.cfg.data.max_text_len
@@ -169,13 +216,16 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     same = same_pair_mask(ids_all, item(ctx.clip_ids), types).cpu()            # [Bg,Bg] never negatives (unless nothing else is left)
     Bg, rows, tau = sim.shape[0], pos, L.negative_temperature
     if L.cross_match != "off":
-        tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N]
-        if L.cross_match == "hard_k":
-            negs = sample_hard_negatives(sim, torch.arange(Bg), L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 1), _allowed_exclusion(same), tau)[rows.cpu()]  # [B,k]
-        else:
-            negs = torch.stack([torch.cat([torch.arange(r), torch.arange(r + 1, Bg)]) for r in rows.tolist()])  # [B,Bg-1] every other clip
-        k = negs.shape[1]
-        neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), tokens_all[negs.flatten()], mask_all[negs.flatten()])
+        if L.cross_match == "hard_k" and ctx.bank is not None:                 # negatives from the whole training set
+            k = L.hard_k; neg_tokens, neg_mask = bank_negatives(model, txt.text_emb, batch, ctx, k)   # [B*k,N,D], [B*k,N]
+        else:                                                                   # negatives from the global micro-batch
+            tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N]
+            if L.cross_match == "hard_k":
+                negs = sample_hard_negatives(sim, torch.arange(Bg), L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 1), _allowed_exclusion(same), tau)[rows.cpu()]  # [B,k]
+            else:
+                negs = torch.stack([torch.cat([torch.arange(r), torch.arange(r + 1, Bg)]) for r in rows.tolist()])  # [B,Bg-1] every other clip
+            k = negs.shape[1]; neg_tokens, neg_mask = tokens_all[negs.flatten()], mask_all[negs.flatten()]
+        neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), neg_tokens, neg_mask)
         pos_s, neg_s = model.match_score(pos_cross.pooled).float(), model.match_score(neg.pooled).float().view(B, k)  # [B], [B,k]
         if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, neg_s)   # caption-anchored: own clip vs k clips
         else:  # all pairs: this rank's caption rows [B,Bg], gathered into the global [Bg,Bg] matrix (row ∪ column per positive)

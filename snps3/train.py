@@ -28,8 +28,8 @@ from .objectives import (
 
 # %% auto #0
 __all__ = ['param_groups', 'fresh_modules', 'get_lr', 'significant_words', 'PretrainData', 'build_pretrain_data', 'clip_index',
-           'encode_clips', 'encode_texts', 'dual_retrieval_eval', 'BatchStream', 'tensorboard_writer', 'log_metrics',
-           'check_finite', 'TaskHooks', 'task_hooks', 'train']
+           'encode_clips', 'encode_texts', 'dual_retrieval_eval', 'build_negative_bank', 'BatchStream',
+           'tensorboard_writer', 'log_metrics', 'check_finite', 'TaskHooks', 'task_hooks', 'train']
 
 # %% ../nbs/07_train.ipynb #07ecbe5a
 def param_groups(model: torch.nn.Module, weight_decay: float,
@@ -173,6 +173,39 @@ def dual_retrieval_eval(model, val: dict, tokenizer, max_len: int, device) -> di
               **{f"skipped/{k}": n for k, n in skips.summary()["skipped_by_kind"].items()}}
     return {**(retrieval_metrics(sim, gt) if sim is not None else {}), **counts}
 
+# %% ../nbs/07_train.ipynb #249d6260
+@torch.no_grad()
+def build_negative_bank(cfg: Config, model, data: PretrainData, device, progress: bool = True) -> NegativeBank:
+    """loss.negative_bank: one pass of the frozen backbone over every training item (middle frames, like evaluation), kept as
+    features [Nb,T,C] on `device`. Unreadable items are counted, reported and never drawn."""
+    from snps3.data.datasets import ClipDataset, collate_clips
+    from snps3.objectives import NegativeBank
+    d, vis = cfg.data, model.visual
+    if d.format == "webdataset": raise ValueError("loss.negative_bank caches every training item: it needs data.format=files (shards are streamed)")
+    if not cfg.model.freeze_vision:
+        raise ValueError("loss.negative_bank caches backbone features, which stay valid only for a frozen backbone: set model.freeze_vision=true")
+    items, T = data.dataset.items, d.n_clips * vis.tokens_per_clip
+    need = len(items) * T * vis.num_features * 4
+    if need > 8 * 2**30: raise ValueError(f"loss.negative_bank would cache {need / 2**30:.1f} GiB of features for {len(items)} items: use it on fine-tuning-sized sets")
+    windows = {it["clip_name"]: (it.get("start"), it.get("end")) for it in items if it.get("start") is not None or it.get("end") is not None}
+    cds = ClipDataset([it["clip_name"] for it in items], d.root, d.n_clips, d.num_frames, d.image_size, vis.mean, vis.std, d.strict, windows, d.allow_outside_root)
+    loader = DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips, num_workers=d.num_workers)
+    feats, mask, skipped = torch.zeros(len(items), T, vis.num_features), torch.zeros(len(items), T, dtype=torch.bool), 0
+    bar = _progress(len(loader), 0, not progress, "negative bank")
+    for b in loader:
+        skipped += b["n_skipped"]; bar.update(1)
+        if "video" in b:
+            f, m = vis.features(b["video"].to(device), b["clip_mask"].to(device))     # [b,N'*G,C], [b,N'*G] (N' <= n_clips)
+            feats[b["index"], :f.shape[1]], mask[b["index"], :m.shape[1]] = f.float().cpu(), m.cpu()
+    bar.close()
+    if skipped: print(f"negative bank: {skipped} of {len(items)} training items unreadable, never drawn as negatives")
+    caps = {}
+    for i, it in enumerate(items):
+        for c in set(it["captions"]): caps.setdefault(c, []).append(i)
+    clip_ids = data.clip_ids if data.clip_ids is not None else torch.arange(len(items))
+    type_ids = data.type_ids if data.type_ids is not None else torch.zeros(len(items), dtype=torch.long)
+    return NegativeBank(feats.to(device), mask.to(device), clip_ids, type_ids, {c: torch.tensor(v) for c, v in caps.items()})
+
 # %% ../nbs/07_train.ipynb #17ccd4c1
 class BatchStream:
     "Endless micro-batches over epochs that remembers its position (epoch, batch in epoch) for exact resume; stops when nothing is readable."
@@ -270,10 +303,10 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 # %% ../nbs/07_train.ipynb #a5608230
-def _progress(total: int, initial: int, disable: bool):
+def _progress(total: int, initial: int, disable: bool, desc: str = "pretrain"):
     "A tqdm progress bar (notebook-aware)."
     from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, disable=disable, desc="pretrain", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True)
 
 # %% ../nbs/07_train.ipynb #fdb74b9c
 @dataclass
@@ -338,8 +371,9 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
         if dist_info.is_main: print(f"{run_dir}: already trained to step {start_step}; nothing to do")
         return json.loads((run_dir / "summary.json").read_text())
     stream = BatchStream(data, state["epoch"], state["batch_in_epoch"])
+    bank = build_negative_bank(cfg, model, data, device, progress and dist_info.is_main) if cfg.loss.negative_bank else None
     ctx = StepContext(cfg, dist_info, start_step, data.text.significant, tok.mask_token_id, torch.tensor(tok.all_special_ids), queue,
-                      getattr(data, "clip_ids", None), getattr(data, "type_ids", None), dict(state.get("loss_scales", {})))
+                      getattr(data, "clip_ids", None), getattr(data, "type_ids", None), dict(state.get("loss_scales", {})), bank)
     shared = shared_parameters(model)
     engine.train()
     tb = tensorboard_writer(cfg, run_dir, dist_info, start_step)             # None unless train.tensorboard

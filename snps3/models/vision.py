@@ -229,19 +229,30 @@ class VideoEncoder(nn.Module):
             else: g = pool_features(feats, self.num_features)[:, None]                 # [M(*T),1,C]
             return g if self.is_3d else g.view(M, T, *g.shape[1:]).mean(1)             # [M,G,C]
 
-    def forward(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
-                clip_mask: torch.Tensor # [B,N] bool, False for padded clips
-               ) -> VisualOutput:
-        "Encode the real clips, scatter them back, project once to D, and embed the masked mean."
+    def features(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
+                 clip_mask: torch.Tensor # [B,N] bool, False for padded clips
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        "Backbone features of the real clips scattered back: [B,N*G,C] (zero at padded clips) and the token mask [B,N*G]."
         B, N = video.shape[:2]
         if clip_mask.shape != (B, N): raise ValueError(f"clip_mask {tuple(clip_mask.shape)} does not match video {tuple(video.shape[:2])}")
         mask, G = clip_mask.bool(), self.tokens_per_clip
         feats = video.new_zeros(B, N, G, self.num_features)               # [B,N,G,C]
         if mask.any(): feats[mask] = self.clip_features(video[mask]).to(feats.dtype)  # [M,G,C] for the M real clips
-        tmask = mask.repeat_interleave(G, 1)                              # [B,N*G]
-        tokens = self.proj(feats.flatten(1, 2)) * tmask[..., None]        # [B,N*G,D] zero at padded clips
+        return feats.flatten(1, 2), mask.repeat_interleave(G, 1)          # [B,N*G,C], [B,N*G]
+
+    def from_features(self, feats: torch.Tensor, # [B,N*G,C] from `features` (e.g. cached: a frozen backbone's features never change)
+                      tmask: torch.Tensor # [B,N*G] bool
+                     ) -> VisualOutput:
+        "Project the features once to D and embed the masked mean of the tokens."
+        tokens = self.proj(feats) * tmask[..., None]                      # [B,N*G,D] zero at padded clips
         pooled = tokens.sum(1) / tmask.sum(1, keepdim=True).clamp(min=1)  # [B,D] masked mean over tokens
         return VisualOutput(tokens, tmask, F.normalize(self.emb_head(pooled), dim=-1))  # video_emb [B,E]
+
+    def forward(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
+                clip_mask: torch.Tensor # [B,N] bool, False for padded clips
+               ) -> VisualOutput:
+        "Encode the real clips, scatter them back, project once to D, and embed the masked mean."
+        return self.from_features(*self.features(video, clip_mask))
 
 # %% ../../nbs/04_models.vision.ipynb #caccf5b4
 def token_projections(enc: VideoEncoder) -> list[str]:
