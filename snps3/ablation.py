@@ -8,7 +8,7 @@ import json, math
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, flat_keys, load_config, load_run_config, parse_override
+from .config import Config, flat_keys, load_config, parse_override
 
 # %% auto #0
 __all__ = ['ABLATION_VARIANTS', 'VARIANT_LABELS', 'STAGE_SETTINGS', 'ABLATION_METRICS', 'select_variants', 'seed_list',
@@ -79,7 +79,7 @@ def finished_run(cfg: Config) -> bool:
     from snps3.checkpoint import list_checkpoints, resolve_checkpoint
     run_dir = Path(cfg.train.save_dir)
     if not (run_dir / "config.yaml").exists(): return False
-    diff = config_diff(load_run_config(run_dir / "config.yaml"), cfg)
+    diff = config_diff(load_config(str(run_dir / "config.yaml")), cfg)
     if diff: raise ValueError(f"{run_dir} holds a run with other settings {diff} (saved, wanted); "
                               "choose another save_dir or remove that run")
     cks, summary = list_checkpoints(run_dir), run_dir / "summary.json"
@@ -120,7 +120,7 @@ def evaluate_or_reuse(cfg: Config, # task, eval.checkpoint (a run directory), tr
     from snps3.checkpoint import resolve_checkpoint
     out, ck = Path(cfg.train.save_dir), resolve_checkpoint(cfg.eval.checkpoint)
     if (out / "results.json").exists() and (out / "config.yaml").exists():
-        res, saved = json.loads((out / "results.json").read_text()), flat_keys(load_run_config(out / "config.yaml"))
+        res, saved = json.loads((out / "results.json").read_text()), flat_keys(load_config(str(out / "config.yaml")))
         same = res.get("checkpoint") == str(ck) and all(saved[k] == flat_keys(cfg)[k] for k in _EVAL_KEYS)
         if same and (out / "results.json").stat().st_mtime >= (ck / "model.safetensors").stat().st_mtime: return {**res, "reused": True}
     return {**evaluate(replace(cfg, eval=replace(cfg.eval, overwrite=True)), progress), "reused": False}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import Config, config_hash, load_config, load_run_config
+from .config import Config, config_hash, load_config
 from .core import get_device
 from .data.video import MediaError, load_clip
 from .downstream import Gallery, cross_pair_scores, encode_queries, load_for_eval
@@ -164,5 +164,5 @@ def load(run_or_checkpoint, # a run directory (its latest checkpoint) or checkpo
         model, cfg, ck = load_for_eval(ck, dev)                       # a QA run (answer head), or an older checkpoint layout
     else:                                                             # the saved architecture, no pretrained weights loaded first
         model = SNPModel.from_pretrained(ck)
-        cfg = load_run_config(ck.parent.parent / "config.yaml") if (ck.parent.parent / "config.yaml").exists() else model.cfg
+        cfg = load_config(str(ck.parent.parent / "config.yaml")) if (ck.parent.parent / "config.yaml").exists() else model.cfg
     return VideoTextModel(model.to(dev), cfg, ck, dev)

@@ -142,9 +142,7 @@ def load_weights(model, ckpt) -> Path:
     ck = resolve_checkpoint(ckpt)
     missing, unexpected = model.load_state_dict(read_safetensors(ck / "model.safetensors"), strict=False)
     bad = [k for k in missing if not k.startswith(("queue",) + tuple(getattr(model, "fresh_prefixes", ())))]  # new task heads start fresh
-    if bad or unexpected:
-        hint = "; the checkpoint predates model.visual_token_norm: add model.visual_token_norm=false" if any(k.startswith("visual_norm.") for k in bad) else ""
-        raise ValueError(f"{ck}: weights do not match this model (missing {bad[:5]}, unexpected {unexpected[:5]}); check model.* settings{hint}")
+    if bad or unexpected: raise ValueError(f"{ck}: weights do not match this model (missing {bad[:5]}, unexpected {unexpected[:5]}); check model.* settings")
     return ck
 
 # %% ../nbs/06b_checkpoint.ipynb #db9e2a7f

@@ -14,9 +14,8 @@ import yaml
 from .core import atomic_write_text
 
 # %% auto #0
-__all__ = ['LEGACY_DEFAULTS', 'DataConfig', 'ModelConfig', 'LossConfig', 'TrainConfig', 'EvalConfig', 'Config', 'flat_keys',
-           'set_key', 'config_dir', 'resolve_config_path', 'parse_override', 'load_config', 'config_to_dict',
-           'config_hash', 'save_config', 'with_legacy_defaults', 'load_run_config']
+__all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'TrainConfig', 'EvalConfig', 'Config', 'flat_keys', 'set_key', 'config_dir',
+           'resolve_config_path', 'parse_override', 'load_config', 'config_to_dict', 'config_hash', 'save_config']
 
 # %% ../nbs/01_config.ipynb #d59ea2de
 @dataclass
@@ -69,7 +68,6 @@ class ModelConfig:
     gradient_checkpointing: bool = False # trade compute for memory in the BERT encoder
     dropout: float = 0.1                # BERT hidden and attention dropout (0 makes 1- and 2-process runs comparable bit for bit)
     cross_pooler_init: str = "fresh"    # fresh: BERT init (std 0.02); copy: the text pooler's weights (MiniLM's was never trained: std 0.009, it shrinks [CLS] ~5x)
-    visual_token_norm: bool = True      # a LayerNorm on the visual tokens as they enter the cross pass, scaled to the word embeddings' norm: raw tokens grow ~40x larger (measured, norm 49 vs 1.3), so the position and type embeddings added to them (clip order: the only cue for motion direction) vanish in the embedding LayerNorm
     visual_tokens: str = "clip"         # clip: one pooled token per clip; grid2 / grid4: a 2x2 / 4x4 spatial grid of tokens per clip (keeps where things are)
     # tiny text trunk (text_model: tiny), for tests
     tiny_hidden_size: int = 32
@@ -405,23 +403,3 @@ def config_hash(cfg: Config, # the resolved config
 def save_config(cfg: Config, path) -> Path:
     "Write the fully resolved config as YAML (atomically)."
     return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-# %% ../nbs/01_config.ipynb #7b5afd41
-# Keys added after runs were saved, with the value that rebuilds those runs' models (a saved config lacking the key predates it).
-LEGACY_DEFAULTS = {"model.visual_token_norm": False}
-
-def with_legacy_defaults(tree: dict) -> dict:
-    "A saved config tree with every `LEGACY_DEFAULTS` key it lacks filled in (a copy)."
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
-    for key, value in LEGACY_DEFAULTS.items():
-        section, name = key.split(".")
-        out.setdefault(section, {}).setdefault(name, value)
-    return out
-
-def load_run_config(path # config.yaml of a run directory, or a checkpoint's config.json
-                   ) -> Config:
-    "The config a run was saved with; keys added since take the values that rebuild its model (`LEGACY_DEFAULTS`)."
-    path = Path(path)
-    if path.suffix == ".json": tree = json.loads(path.read_text(encoding="utf-8"))
-    else: tree = _read_yaml_tree(path)
-    return load_config(with_legacy_defaults(tree))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .config import Config, config_hash, load_config, load_run_config, save_config
+from .config import Config, config_hash, load_config, save_config
 from .core import atomic_write_json, get_device, seed_everything
 from .eval import mc_accuracy, qa_accuracy, retrieval_metrics
 from .models.snp import SNPModel
@@ -172,7 +172,7 @@ def load_for_eval(checkpoint, # a run directory or checkpoints/step_<N>
     run_dir = ck.parent.parent
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"{run_dir / 'config.yaml'} not found: {ck} is not inside a run directory written by snps3")
-    cfg = load_run_config(run_dir / "config.yaml")
+    cfg = load_config(str(run_dir / "config.yaml"))
     model = QAModel(cfg, json.loads(answers_path(run_dir).read_text())["answers"]) if answers_path(run_dir).exists() else SNPModel(cfg)
     missing, unexpected = model.load_state_dict(read_safetensors(ck / "model.safetensors"), strict=False)
     missing = [k for k in missing if not k.startswith("queue")]

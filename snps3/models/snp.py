@@ -17,7 +17,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 from transformers.models.bert.modeling_bert import BertPooler, BertPredictionHeadTransform
 
-from ..config import Config, ModelConfig, config_to_dict, load_config, load_run_config
+from ..config import Config, ModelConfig, config_to_dict, load_config
 from ..core import atomic_write_json
 from .vision import VideoEncoder, VisualOutput, embedding_mlp, hub_offline
 
@@ -159,7 +159,6 @@ class SNPModel(nn.Module):
         self.mlm_bias = nn.Parameter(torch.zeros(tc.vocab_size))
         self.itm_head = nn.Linear(D, 2)
         self.match_head = embedding_mlp(D, D, 1)                     # cross matching score
-        self.visual_norm = _visual_norm(self.text) if m.visual_token_norm else None   # visual tokens at word-embedding scale in the cross pass
 
     @property
     def cross_net(self) -> BertModel:
@@ -197,7 +196,6 @@ class SNPModel(nn.Module):
         through the shared embedding layer. P3E: [the text encoder's output ; LN(visual + own positions) ; SEP] into the fusion encoder."""
         (B, L), N = input_ids.shape, visual_tokens.shape[1]
         mask = torch.cat([attention_mask, visual_mask.to(attention_mask.dtype), attention_mask.new_ones(B, 1)], 1)  # [B,L+N+1]
-        if self.visual_norm is not None: visual_tokens = self.visual_norm(visual_tokens) * visual_mask[..., None]   # [B,N,D], zero at padded clips
         if self.cross_encoder is not None:                                                    # P3E: text encoder -> fusion encoder
             text_hidden = self.encode_text(input_ids, attention_mask).hidden                  # [B,L,D]
             embeds = torch.cat([text_hidden, self.cross_encoder.embeddings.embed_visual(visual_tokens.to(text_hidden.dtype))], 1)  # [B,L+N+1,D]
@@ -247,13 +245,12 @@ class SNPModel(nn.Module):
     def fresh_modules(self) -> list[str]:
         "Names of the submodules that start from scratch in pre-training (heads, cross pooler, token projection, P3E's fusion embeddings)."
         names = ["cross_pooler", "text_head", "word_head", "mlm_transform", "itm_head", "match_head", "visual.proj", "visual.emb_head"]
-        names += ["visual_norm"] if self.visual_norm is not None else []
         return names + (["cross_encoder.embeddings"] if self.cross_encoder is not None else [])
 
     def param_counts(self) -> dict:
         "Parameters per part: text trunk, visual encoder, cross-only parts, heads, total."
         n = lambda *mods: sum(p.numel() for m in mods if m is not None for p in m.parameters())
-        out = {"text": n(self.text), "visual": n(self.visual), "cross": n(self.cross_encoder, self.cross_pooler, self.visual_norm),
+        out = {"text": n(self.text), "visual": n(self.visual), "cross": n(self.cross_encoder, self.cross_pooler),
                "heads": n(self.text_head, self.word_head, self.mlm_transform, self.itm_head, self.match_head) + self.mlm_bias.numel()}
         out["total"] = sum(p.numel() for p in self.parameters())
         assert out["total"] == out["text"] + out["visual"] + out["cross"] + out["heads"], out
@@ -277,16 +274,6 @@ def _check_lengths(cfg: Config, tc: BertConfig) -> None:
     P, N = tc.max_position_embeddings, visual_token_count(cfg)
     if cfg.data.max_text_len > P: raise ValueError(f"data.max_text_len={cfg.data.max_text_len} exceeds the text model's {P} positions")
     if N + 1 > P: raise ValueError(f"data.n_clips={cfg.data.n_clips} with model.visual_tokens={cfg.model.visual_tokens} gives {N} visual tokens (+1 for [SEP]), more than the text model's {P} positions")
-
-def _visual_norm(text: BertModel) -> nn.LayerNorm:
-    """LayerNorm over D whose gain starts at the word embeddings' mean norm / √D, so that a visual token enters the cross pass
-    at the scale of a word and its position and type embeddings (clip order, 'this is video') still count after BERT's
-    embedding LayerNorm. Without it the projected tokens grow to ~40x a word's norm in pre-training (measured)."""
-    w = text.embeddings.word_embeddings.weight.detach()                      # [V,D]
-    norm = nn.LayerNorm(w.shape[1], eps=text.config.layer_norm_eps)
-    if not w.is_meta:                                                        # (the meta device only counts parameters)
-        with torch.no_grad(): norm.weight.fill_(float(w.norm(dim=1).mean()) / w.shape[1] ** 0.5)
-    return norm
 
 def _cross_pooler(text: BertModel, init: str) -> BertPooler:
     "The cross pooler: BERT's init (normal(0, initializer_range), zero bias), or a copy of the text pooler."
@@ -349,7 +336,7 @@ def _load_model(cls, load_dir) -> SNPModel:
     d = Path(load_dir)
     for f in ("model.safetensors", "config.json"):
         if not (d / f).is_file(): raise FileNotFoundError(f"{d / f} not found: pass a directory written by SNPModel.save_pretrained")
-    cfg = load_run_config(d / "config.json")                                 # keys added since take the values of its time
+    cfg = load_config(json.loads((d / "config.json").read_text()))
     tc = BertConfig.from_dict(json.loads((d / "text_config.json").read_text())) if (d / "text_config.json").is_file() else None
     build = replace(cfg, model=replace(cfg.model, text_pretrained=False, vision_pretrained=False, vision_weights=""))
     model = cls(build, text_config=tc)
