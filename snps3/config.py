@@ -109,6 +109,7 @@ class LossConfig:
     w_cross_match: float = 1.0
     w_cross_match_v2t: float = 1.0
     w_itm: float = 1.0
+    w_cross_distill: float = 0.0        # hard_k: > 0 adds KL(dual ranking ‖ cross ranking) over each caption's candidates (`cross_distill_loss`); 0 = off
     w_mlm: float = 1.0
     w_mlm_text: float = 1.0
     w_lvwm: float = 1.0
@@ -126,6 +127,8 @@ class LossConfig:
             raise ValueError("loss.itm_negatives=clips reuses the cross-match negatives: it needs loss.cross_match=hard_k or all_pairs")
         if self.swap_negatives and not self.w_mlm:
             raise ValueError("loss.swap_negatives draws the replacement words from the cross-pass MLM head: it needs loss.w_mlm > 0")
+        if self.w_cross_distill < 0: raise ValueError(f"loss.w_cross_distill must be >= 0, got {self.w_cross_distill}")
+        if self.w_cross_distill and self.cross_match != "hard_k": raise ValueError(f"loss.w_cross_distill distils over the hard_k candidates: it needs loss.cross_match=hard_k, got {self.cross_match!r}")
         if self.negative_bank and self.cross_match != "hard_k": raise ValueError(f"loss.negative_bank draws the hard_k negatives: it needs loss.cross_match=hard_k, got {self.cross_match!r}")
         if self.negative_temperature <= 0: raise ValueError(f"loss.negative_temperature must be > 0, got {self.negative_temperature}")
         if self.mlm_warmup < 0 or self.mlm_ramp < 0: raise ValueError(f"loss.mlm_warmup and loss.mlm_ramp are step counts >= 0, got {self.mlm_warmup}, {self.mlm_ramp}")

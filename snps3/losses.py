@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['vtc_loss', 'mil_nce_loss', 'cross_match_loss', 'cross_match_all_pairs_loss', 'sample_hard_negatives', 'itm_loss',
-           'mlm_loss', 'lvwm_scores', 'lvwm_loss', 'EmbeddingQueue', 'gather_with_grad']
+__all__ = ['vtc_loss', 'mil_nce_loss', 'cross_match_loss', 'cross_distill_loss', 'cross_match_all_pairs_loss',
+           'sample_hard_negatives', 'itm_loss', 'mlm_loss', 'lvwm_scores', 'lvwm_loss', 'EmbeddingQueue',
+           'gather_with_grad']
 
 # %% ../nbs/06_losses.ipynb #0df91814
 def _check_rows(pos_index: torch.Tensor, n_gallery: int, n_texts: int, text_offset: int, name: str) -> int:
@@ -75,6 +76,18 @@ def cross_match_loss(pos_scores: torch.Tensor, # [B] score of each caption with 
     loss = (scores.logsumexp(1) - pos_scores).mean()
     acc = (pos_scores > neg_scores.max(1).values).float().mean() if neg_scores.shape[1] else torch.tensor(1.0)
     return loss, {"cross_match_acc": acc.item()}
+
+# %% ../nbs/06_losses.ipynb #92019a85
+def cross_distill_loss(scores: torch.Tensor, # [B,1+K] cross scores of each caption's candidates (its own clip first)
+                       teacher_logits: torch.Tensor, # [B,1+K] the dual's logits sim/τ of the same pairs
+                      ) -> tuple[torch.Tensor, dict]:
+    "Mean KL(softmax(teacher) ‖ softmax(scores)) over captions; the teacher is detached."
+    if scores.shape != teacher_logits.shape or scores.dim() != 2:
+        raise ValueError(f"cross_distill_loss: scores {tuple(scores.shape)} and teacher {tuple(teacher_logits.shape)} must both be [B,1+K]")
+    q = teacher_logits.detach().float().log_softmax(1)                                 # [B,1+K] log teacher probabilities
+    loss = (q.exp() * (q - scores.float().log_softmax(1))).sum(1).mean()
+    agree = (scores.argmax(1) == teacher_logits.argmax(1)).float().mean()
+    return loss, {"cross_distill_agree": agree.item()}
 
 # %% ../nbs/06_losses.ipynb #06afdad8
 def cross_match_all_pairs_loss(scores: torch.Tensor, # [B,B] cross scores, caption i (row) with clip j (column)

@@ -54,9 +54,9 @@ def bank_exclusion(bank: NegativeBank, captions: list[str], # the micro-batch's 
     return out
 
 def bank_negatives(model, text_emb: torch.Tensor, # [B,E] the micro-batch's caption embeddings
-                   batch: dict, ctx: StepContext, k: int, salt: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+                   batch: dict, ctx: StepContext, k: int, salt: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """k negatives per caption drawn from the whole bank ∝ softmax(dual sim / loss.negative_temperature): their visual tokens
-    [B·k,T,D] (through the current projection, with gradient) and mask [B·k,T]."""
+    [B·k,T,D] (through the current projection, with gradient), mask [B·k,T] and dual similarity [B,k]."""
     from snps3.losses import sample_hard_negatives
     bank, vis = ctx.bank, model.visual
     dev = text_emb.device
@@ -68,7 +68,7 @@ def bank_negatives(model, text_emb: torch.Tensor, # [B,E] the micro-batch's capt
     gen = step_generator(ctx.cfg.train.seed, ctx.step, salt + ctx.dist.rank)             # bank item i = dataset item i: the positive is `idx`
     negs = sample_hard_negatives(sim.cpu(), idx, k, gen, excl, ctx.cfg.loss.negative_temperature).flatten()  # [B*k]
     out = vis.from_features(bank.feats[negs].to(dev), bank.mask[negs].to(dev))
-    return out.tokens, out.mask
+    return out.tokens, out.mask, sim.gather(1, negs.view(len(idx), k).to(sim.device))
 
 # %% ../nbs/06c_objectives.ipynb #ecf2da8e
 @dataclass
@@ -205,7 +205,7 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     """Cross-encoder matching (MIL-NCE over pair scores: all pairs or hard-k) and ITM with false captions, built alike.
     Negatives are drawn ∝ softmax(dual sim / loss.negative_temperature), never with the same caption text or clip: from the
     global micro-batch, or (loss.negative_bank, hard_k) the caption-anchored clips from every training item."""
-    from snps3.losses import cross_match_loss, cross_match_all_pairs_loss, itm_loss, sample_hard_negatives, gather_with_grad
+    from snps3.losses import cross_match_loss, cross_match_all_pairs_loss, cross_distill_loss, itm_loss, sample_hard_negatives, gather_with_grad
     L, ids, att = ctx.cfg.loss, batch["input_ids"], batch["attention_mask"]
     B, losses, logs, Lmax = ids.shape[0], {}, {}, ctx.cfg.data.max_text_len
     pos_cross = model.cross(ids, att, vis.tokens, vis.mask)                     # positives: raw captions with their own clips
@@ -217,7 +217,7 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     Bg, rows, tau = sim.shape[0], pos, L.negative_temperature
     if L.cross_match != "off":
         if L.cross_match == "hard_k" and ctx.bank is not None:                 # negatives from the whole training set
-            k = L.hard_k; neg_tokens, neg_mask = bank_negatives(model, txt.text_emb, batch, ctx, k)   # [B*k,N,D], [B*k,N]
+            k = L.hard_k; neg_tokens, neg_mask, neg_sim = bank_negatives(model, txt.text_emb, batch, ctx, k)   # [B*k,N,D], [B*k,N], [B,k]
         else:                                                                   # negatives from the global micro-batch
             tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N]
             if L.cross_match == "hard_k":
@@ -225,6 +225,7 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
             else:
                 negs = torch.stack([torch.cat([torch.arange(r), torch.arange(r + 1, Bg)]) for r in rows.tolist()])  # [B,Bg-1] every other clip
             k = negs.shape[1]; neg_tokens, neg_mask = tokens_all[negs.flatten()], mask_all[negs.flatten()]
+            neg_sim = sim[rows.cpu()[:, None], negs]                            # [B,k] dual similarity of the drawn pairs
         neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), neg_tokens, neg_mask)
         pos_s, neg_s = model.match_score(pos_cross.pooled).float(), model.match_score(neg.pooled).float().view(B, k)  # [B], [B,k]
         if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, neg_s)   # caption-anchored: own clip vs k clips
@@ -232,6 +233,9 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
             local = torch.zeros(B, Bg, device=neg_s.device).scatter(1, negs.to(neg_s.device), neg_s).scatter(1, rows[:, None], pos_s[:, None])
             losses["cross_match"], lg = cross_match_all_pairs_loss(gather_with_grad(local), rows)
         logs.update(lg)
+        if L.w_cross_distill:                                                  # the dual's soft ranking of the same candidates
+            teacher = torch.cat([sim[rows.cpu(), rows.cpu()][:, None], neg_sim.cpu()], 1).to(pos_s.device) / L.temperature   # [B,1+k]
+            losses["cross_distill"], dl = cross_distill_loss(torch.cat([pos_s[:, None], neg_s], 1), teacher); logs.update(dl)
     need_false = (L.itm and L.itm_negatives == "captions") or (L.cross_match == "hard_k" and L.cross_match_v2t)
     if need_false:                                                              # each clip with a sampled false caption
         false = sample_hard_negatives(sim.T.contiguous(), torch.arange(Bg), 1, step_generator(ctx.cfg.train.seed, ctx.step, 2), _allowed_exclusion(same.T.contiguous()), tau)[rows.cpu(), 0]  # [B]

@@ -165,6 +165,7 @@ def test_mlm_warmup_keeps_mlm_gradient_off_the_shared_bert(tok):
     ({}, 3, {"cross_match", "cross_match_v2t", "itm"}),                                           # pos, k negative clips, false captions
     ({"loss.cross_match_v2t": False}, 3, {"cross_match", "itm"}),
     ({"loss.cross_match_v2t": False, "loss.itm_negatives": "clips"}, 2, {"cross_match", "itm"}),  # ITM reuses the negative clips
+    ({"loss.w_cross_distill": 1.0}, 3, {"cross_match", "cross_match_v2t", "itm", "cross_distill"}),  # distillation reuses the scored pairs
 ])
 def test_matching_passes_and_losses(tok, monkeypatch, overrides, passes, names):
     "The cross passes the matching terms run, and the losses they return, per option (item 5: what can be shared)."
@@ -182,3 +183,24 @@ def test_matching_passes_and_losses(tok, monkeypatch, overrides, passes, names):
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert model.match_head[0].weight.grad is not None and model.itm_head.weight.grad is not None
+
+
+def test_distillation_teacher_is_the_dual_similarity_of_the_scored_pairs(tok, monkeypatch):
+    "loss.w_cross_distill: the teacher logits are sim/τ of exactly the (caption, clip) pairs the cross head scored, own clip first."
+    import snps3.losses as L
+    from snps3.objectives import matching_terms
+    cfg = tiny_config(**{"loss.w_cross_distill": 1.0, "loss.hard_k": 2})
+    ctx = _ctx(cfg, tok)
+    model = _model(cfg)
+    b = _batch(cfg, tok, ctx, CAPS)
+    vis = model.encode_video(b["video"], b["clip_mask"]); txt = model.encode_text(b["input_ids"], b["attention_mask"])
+    drawn, seen = [], {}
+    orig_sample, orig_distill = L.sample_hard_negatives, L.cross_distill_loss
+    monkeypatch.setattr(L, "sample_hard_negatives", lambda *a, **k: drawn.append(orig_sample(*a, **k)) or drawn[-1])
+    monkeypatch.setattr(L, "cross_distill_loss", lambda s, t: seen.update(s=s, t=t) or orig_distill(s, t))
+    matching_terms(model, b, vis, txt, vis.video_emb, torch.arange(4), ctx)
+    negs = drawn[0]                                                                  # [4,2] the cross-match negatives
+    sim = (txt.text_emb @ vis.video_emb.T).detach()                                  # [4,4]
+    want = torch.cat([sim.diagonal()[:, None], sim.gather(1, negs)], 1) / cfg.loss.temperature
+    torch.testing.assert_close(seen["t"], want, atol=1e-5, rtol=0)
+    assert seen["s"].shape == (4, 3) and seen["s"].requires_grad

@@ -66,13 +66,15 @@ def test_sampling_follows_the_dual_ranking_over_the_whole_bank(built):
     seen = []
     for step in range(20):
         ctx.step = step
-        tokens, mask = bank_negatives(model, text_emb, batch, ctx, k=2)
+        tokens, mask, neg_sim = bank_negatives(model, text_emb, batch, ctx, k=2)
         assert tokens.shape[:2] == mask.shape == (len(idx) * 2, cfg.data.n_clips)
         assert tokens.requires_grad                                                    # the projection learns from the negatives
         # which bank items were drawn: match the tokens back to the bank
         with torch.no_grad(): all_tok = model.visual.from_features(bank.feats, bank.mask).tokens   # [Nb,T,D]
         d = (tokens.detach()[:, None] - all_tok[None]).abs().flatten(2).amax(-1)      # [B*k,Nb]
         seen.append(d.argmin(1).view(len(idx), 2))
+        with torch.no_grad(): want_sim = text_emb @ model.visual.from_features(bank.feats, bank.mask).video_emb.T   # [B,Nb]
+        torch.testing.assert_close(neg_sim, want_sim.gather(1, seen[-1]), atol=1e-5, rtol=0)   # the dual similarity of the drawn items
     seen = torch.stack(seen, 1).flatten(1)                                             # [B,20*k]
     ex = bank_exclusion(bank, batch["captions"], data.clip_ids[idx], data.type_ids[idx])
     for r in range(len(idx)):
@@ -82,7 +84,7 @@ def test_sampling_follows_the_dual_ranking_over_the_whole_bank(built):
     cold = StepContext(cold_cfg, DistInfo(), 0, None, 0, None, None, data.clip_ids, data.type_ids, {}, bank)
     with torch.no_grad(): emb = model.visual.from_features(bank.feats, bank.mask).video_emb
     sim = (text_emb @ emb.T).masked_fill(ex, -1e9)
-    tokens, _ = bank_negatives(model, text_emb, batch, cold, k=2)
+    tokens, _, cold_sim = bank_negatives(model, text_emb, batch, cold, k=2)
     with torch.no_grad(): all_tok = model.visual.from_features(bank.feats, bank.mask).tokens
     drawn = (tokens.detach()[:, None] - all_tok[None]).abs().flatten(2).amax(-1).argmin(1).view(len(idx), 2)
     assert [sorted(r) for r in drawn.tolist()] == [sorted(r) for r in sim.topk(2, 1).indices.tolist()]
