@@ -68,6 +68,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False # trade compute for memory in the BERT encoder
     dropout: float = 0.1                # BERT hidden and attention dropout (0 makes 1- and 2-process runs comparable bit for bit)
     cross_pooler_init: str = "fresh"    # fresh: BERT init (std 0.02); copy: the text pooler's weights (MiniLM's was never trained: std 0.009, it shrinks [CLS] ~5x)
+    global_video_token: bool = False    # one more visual token for the cross pass: the dual's clip embedding projected to D (the fusion sees what contrastive learning made discriminative, as ALBEF's fusion sees the ViT [CLS])
     visual_tokens: str = "clip"         # clip: one pooled token per clip; grid2 / grid4: a 2x2 / 4x4 spatial grid of tokens per clip (keeps where things are)
     # tiny text trunk (text_model: tiny), for tests
     tiny_hidden_size: int = 32

@@ -63,11 +63,13 @@ def _renormalise_rows(block: torch.Tensor # [B,L,N] non-negative
 
 # %% ../nbs/08b_viz.ipynb #d90bedd9
 def _per_clip(block: torch.Tensor, # [B,L,N*G] text rows × visual-token columns
-              tokens_per_clip: int # G: 1, or g*g with model.visual_tokens=grid<g>
+              tokens_per_clip: int, # G: 1, or g*g with model.visual_tokens=grid<g>
+              global_token: bool = False # model.global_video_token: the last column is the clip-embedding token, not a clip
              ) -> torch.Tensor:
     "Sum the grid cells of each clip (model.visual_tokens=grid2/grid4): [B,L,N]; unchanged for one token per clip."
-    if tokens_per_clip == 1: return block
+    if global_token: block = block[..., :-1]                              # [B,L,N*G]
     B, L, NG = block.shape
+    if tokens_per_clip == 1: return block
     return block.view(B, L, NG // tokens_per_clip, tokens_per_clip).sum(-1)
 
 # %% ../nbs/08b_viz.ipynb #1b695fbd
@@ -85,7 +87,7 @@ def word_to_clip_attention(model, # an `SNPModel` (SNP or P3E)
         out = model.cross(input_ids, attention_mask, vis.tokens, vis.mask, output_attentions=True)
     maps = torch.stack([_reduce_heads(a, heads) for a in _select_layers(out.attentions, layers)]).mean(0)  # [B,S,S]
     block = _text_visual_block(maps.float(), attention_mask, vis.mask)                 # [B,L,N*G]
-    return _renormalise_rows(_per_clip(block, model.visual.tokens_per_clip))              # [B,L,N]
+    return _renormalise_rows(_per_clip(block, model.visual.tokens_per_clip, model.visual.global_proj is not None))              # [B,L,N]
 
 # %% ../nbs/08b_viz.ipynb #771627b0
 def _gradient_weighted(attn: torch.Tensor, # [B,H,S,S] attention probabilities
@@ -121,7 +123,7 @@ def gradcam_word_to_clip(model, # an `SNPModel` (SNP or P3E)
             grads = torch.autograd.grad(model.match_score(out.pooled).sum(), out.attentions)  # per layer [B,H,S,S]
     weighted = [_gradient_weighted(a.detach().float(), g.float()) for a, g in zip(out.attentions, grads)]  # per layer [B,S,S]
     R = _rollout(weighted) if layers == "all" else _select_layers(weighted, layers)[0]  # [B,S,S]
-    block = _per_clip(_text_visual_block(R, attention_mask, vis.mask), model.visual.tokens_per_clip)  # [B,L,N]
+    block = _per_clip(_text_visual_block(R, attention_mask, vis.mask), model.visual.tokens_per_clip, model.visual.global_proj is not None)  # [B,L,N]
     return _renormalise_rows(block) if use_renormalise else block
 
 # %% ../nbs/08b_viz.ipynb #677b52e1

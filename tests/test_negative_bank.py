@@ -99,3 +99,22 @@ def test_tiny_run_with_the_bank_and_clear_errors(tiny_bench, tmp_path):
     assert bad.returncode != 0 and "loss.negative_bank" in bad.stderr and "hard_k" in bad.stderr
     unfrozen = run_cli(pretrain_args(tiny_bench, tmp_path / "unfrozen", "loss.negative_bank=true", "model.freeze_vision=false"))
     assert unfrozen.returncode != 0 and "model.freeze_vision" in unfrozen.stderr
+
+
+def test_global_video_token_trains_evaluates_and_explains(tiny_bench, tmp_path):
+    "model.global_video_token: a run trains, the retrieval evaluation scores it, and attention maps keep one column per clip."
+    from helpers import results
+    r = run_cli(pretrain_args(tiny_bench, tmp_path / "run", "train.max_steps=2", "model.global_video_token=true"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ev = run_cli(["eval", "--config", "tiny_cpu", "--no-progress", "task=retrieval", f"data.root={tiny_bench}",
+                  f"eval.checkpoint={tmp_path / 'run'}", f"train.save_dir={tmp_path / 'ev'}"])
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert "cross/t2v/R@1" in results(tmp_path / "ev")["metrics"]
+    from snps3.downstream import load_for_eval
+    from snps3.testing import fake_video_batch
+    from snps3.viz import word_to_clip_attention, gradcam_word_to_clip
+    model, cfg, _ = load_for_eval(tmp_path / "run")
+    b = fake_video_batch(cfg, batch_size=2)
+    for fn in (word_to_clip_attention, gradcam_word_to_clip):
+        att = fn(model, b["input_ids"], b["attention_mask"], b["video"], b["clip_mask"])
+        assert att.shape == (2, b["input_ids"].shape[1], cfg.data.n_clips), (fn.__name__, att.shape)

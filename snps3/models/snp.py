@@ -107,7 +107,7 @@ def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 def visual_token_count(cfg: Config) -> int:
     "Visual tokens per video: one per clip, or a g×g grid per clip."
-    return cfg.data.n_clips * {"clip": 1, "grid2": 4, "grid4": 16}[cfg.model.visual_tokens]
+    return cfg.data.n_clips * {"clip": 1, "grid2": 4, "grid4": 16}[cfg.model.visual_tokens] + int(cfg.model.global_video_token)
 
 # %% ../../nbs/05_models.snp.ipynb #e66ee935
 @dataclass
@@ -244,7 +244,7 @@ class SNPModel(nn.Module):
 
     def fresh_modules(self) -> list[str]:
         "Names of the submodules that start from scratch in pre-training (heads, cross pooler, token projection, P3E's fusion embeddings)."
-        names = ["cross_pooler", "text_head", "word_head", "mlm_transform", "itm_head", "match_head", "visual.proj", "visual.emb_head"]
+        names = ["cross_pooler", "text_head", "word_head", "mlm_transform", "itm_head", "match_head", "visual.proj", "visual.emb_head", "visual.global_proj"]
         return names + (["cross_encoder.embeddings"] if self.cross_encoder is not None else [])
 
     def param_counts(self) -> dict:

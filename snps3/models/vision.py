@@ -201,6 +201,7 @@ class VideoEncoder(nn.Module):
         self.grid = {"clip": 0, "grid2": 2, "grid4": 4}[cfg.visual_tokens]  # 0: one pooled token per clip
         self.proj = nn.Linear(self.num_features, hidden_size)            # C -> D, the only projection of the tokens
         self.emb_head = embedding_mlp(hidden_size, hidden_size, cfg.embed_dim)  # D -> D -> E
+        self.global_proj = nn.Linear(cfg.embed_dim, hidden_size) if cfg.global_video_token else None   # E -> D, the clip embedding as a token
         if self.freeze: self.backbone.requires_grad_(False); self.backbone.eval()
 
     @property
@@ -246,7 +247,12 @@ class VideoEncoder(nn.Module):
         "Project the features once to D and embed the masked mean of the tokens."
         tokens = self.proj(feats) * tmask[..., None]                      # [B,N*G,D] zero at padded clips
         pooled = tokens.sum(1) / tmask.sum(1, keepdim=True).clamp(min=1)  # [B,D] masked mean over tokens
-        return VisualOutput(tokens, tmask, F.normalize(self.emb_head(pooled), dim=-1))  # video_emb [B,E]
+        emb = F.normalize(self.emb_head(pooled), dim=-1)                  # video_emb [B,E]
+        if self.global_proj is not None:                                  # model.global_video_token: [clip tokens ; embedding token]
+            real = tmask.any(1, keepdim=True)                             # [B,1]
+            tokens = torch.cat([tokens, self.global_proj(emb)[:, None] * real[..., None]], 1)   # [B,N*G+1,D]
+            tmask = torch.cat([tmask, real], 1)                           # [B,N*G+1]
+        return VisualOutput(tokens, tmask, emb)
 
     def forward(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
                 clip_mask: torch.Tensor # [B,N] bool, False for padded clips
@@ -257,5 +263,5 @@ class VideoEncoder(nn.Module):
 # %% ../../nbs/04_models.vision.ipynb #caccf5b4
 def token_projections(enc: VideoEncoder) -> list[str]:
     "Names of the Linear layers on the path backbone features -> tokens (must be exactly one)."
-    skip = ("backbone.", "emb_head.")
+    skip = ("backbone.", "emb_head.", "global_proj")
     return [n for n, m in enc.named_modules() if isinstance(m, nn.Linear) and not n.startswith(skip)]
