@@ -24,7 +24,8 @@ from .checkpoint import (
     resolve_checkpoint, read_safetensors, load_trainer_state, load_weights, prepare_run_dir, truncate_metrics)
 from .objectives import (
     StepContext, step_generator, global_mean, mlm_trunk_grad, mlm_term, lvwm_term, attentive_remask, swap_significant,
-    attention_received, same_pair_mask, matching_terms, pretrain_losses, shared_parameters, loss_grad_norms, balance_scales)
+    attention_received, same_pair_mask, matching_terms, pretrain_losses, shared_parameters, loss_grad_norms, balance_scales,
+    NegativeBank, bank_exclusion, bank_negatives)
 
 # %% auto #0
 __all__ = ['param_groups', 'fresh_modules', 'get_lr', 'significant_words', 'PretrainData', 'build_pretrain_data', 'clip_index',
