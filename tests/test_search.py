@@ -134,7 +134,8 @@ def test_search_notebook(trained, tiny_bench, videos, tmp_path):
 def test_explore_notebook_searches_your_folder(trained, tiny_bench, videos, tmp_path):
     (videos / "extra").mkdir(); shutil.copy(videos / "v00003.mp4", videos / "extra" / "mine.mp4")
     nb = papermill("explore.ipynb", tmp_path / "explore.ipynb", "-p", "data_root", str(tiny_bench), "-p", "checkpoint", str(trained),
-                   "-p", "video_dir", str(videos), "-p", "query", "a little red circle bounces", "-p", "rerank_k", "4")
+                   "-p", "video_dir", str(videos), "-p", "query", "a little red circle bounces", "-p", "rerank_k", "4",
+                   timeout=240, retry_on_timeout=True)   # ~35 s when it does not hang (see helpers.papermill)
     last = json.loads(nb.read_text())["cells"][-1]["outputs"]
     table = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in last)
     # the top 5 of the folder, named relative to it (test clips would read videos/v000NN.mp4)
