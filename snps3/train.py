@@ -179,7 +179,7 @@ def dual_retrieval_eval(model, val: dict, tokenizer, max_len: int, device) -> di
 def build_negative_bank(cfg: Config, model, data: PretrainData, device, progress: bool = True) -> NegativeBank:
     """loss.negative_bank: one pass of the frozen backbone over every training item (middle frames, like evaluation), kept as
     features [Nb,T,C] on `device`. Unreadable items are counted, reported and never drawn."""
-    from snps3.data.datasets import ClipDataset, collate_clips
+    from snps3.data.datasets import ClipDataset, collate_clips, clip_windows
     from snps3.objectives import NegativeBank
     d, vis = cfg.data, model.visual
     if d.format == "webdataset": raise ValueError("loss.negative_bank caches every training item: it needs data.format=files (shards are streamed)")
@@ -188,8 +188,8 @@ def build_negative_bank(cfg: Config, model, data: PretrainData, device, progress
     items, T = data.dataset.items, d.n_clips * vis.tokens_per_clip
     need = len(items) * T * vis.num_features * 4
     if need > 8 * 2**30: raise ValueError(f"loss.negative_bank would cache {need / 2**30:.1f} GiB of features for {len(items)} items: use it on fine-tuning-sized sets")
-    windows = {it["clip_name"]: (it.get("start"), it.get("end")) for it in items if it.get("start") is not None or it.get("end") is not None}
-    cds = ClipDataset([it["clip_name"] for it in items], d.root, d.n_clips, d.num_frames, d.image_size, vis.mean, vis.std, d.strict, windows, d.allow_outside_root)
+    cds = ClipDataset([it["clip_name"] for it in items], d.root, d.n_clips, d.num_frames, d.image_size, vis.mean, vis.std, d.strict,
+                      clip_windows(items), d.allow_outside_root)
     loader = DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips, num_workers=d.num_workers)
     feats, mask, skipped = torch.zeros(len(items), T, vis.num_features), torch.zeros(len(items), T, dtype=torch.bool), 0
     bar = _progress(len(loader), 0, not progress, "negative bank")
@@ -203,9 +203,7 @@ def build_negative_bank(cfg: Config, model, data: PretrainData, device, progress
     caps = {}
     for i, it in enumerate(items):
         for c in set(it["captions"]): caps.setdefault(c, []).append(i)
-    clip_ids = data.clip_ids if data.clip_ids is not None else torch.arange(len(items))
-    type_ids = data.type_ids if data.type_ids is not None else torch.zeros(len(items), dtype=torch.long)
-    return NegativeBank(feats.to(device), mask.to(device), clip_ids, type_ids, {c: torch.tensor(v) for c, v in caps.items()})
+    return NegativeBank(feats.to(device), mask.to(device), data.clip_ids, data.type_ids, {c: torch.tensor(v) for c, v in caps.items()})
 
 # %% ../nbs/07_train.ipynb #17ccd4c1
 class BatchStream:
