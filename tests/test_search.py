@@ -198,19 +198,24 @@ def test_stale_lock_is_taken_over_with_a_warning(tiny_model_and_videos, tmp_path
 
 
 def test_two_concurrent_index_runs(tiny_model_and_videos, tmp_path):
-    "A real `snps3 index` at work (shards slowed down) holds the lock: a second run on the same index fails at once, naming it."
+    """A real `snps3 index` at work holds the lock: a second run on the same index fails at once, naming it. The first run
+    is held after its first shard until the test releases it (a fixed sleep raced a slow start of the second run under load)."""
     run, clips = tiny_model_and_videos
-    out = tmp_path / "idx"
-    code = ("import time, sys, snps3.search as s\norig = s.write_shard\n"
-            "def slow(*a, **k):\n    p = orig(*a, **k); time.sleep(2.0); return p\n"
-            "s.write_shard = slow\nfrom snps3.cli import main\n"
+    out, release = tmp_path / "idx", tmp_path / "release"
+    code = ("import time, sys, pathlib, snps3.search as s\norig = s.write_shard\n"
+            f"release = pathlib.Path({str(release)!r})\n"
+            "def held(*a, **k):\n    p = orig(*a, **k); t = time.time()\n"
+            "    while not release.exists() and time.time() - t < 300: time.sleep(0.05)\n    return p\n"
+            "s.write_shard = held\nfrom snps3.cli import main\n"
             f"sys.exit(main(['index', {str(clips)!r}, '--checkpoint', {str(run)!r}, '--out', {str(out)!r}, '--no-progress', '--shard-size', '1']))")
     first = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t0 = time.time()
-    while not list((out / "embeddings").glob("shard_*.safetensors")) and first.poll() is None and time.time() - t0 < 300: time.sleep(0.05)
-    assert first.poll() is None, first.communicate()
-    second = _index(clips, run, out)
-    assert first.poll() is None                                  # the first run was still at work (3 shards × 2 s)
+    try:
+        t0 = time.time()
+        while not list((out / "embeddings").glob("shard_*.safetensors")) and first.poll() is None and time.time() - t0 < 300: time.sleep(0.05)
+        assert first.poll() is None, first.communicate()
+        second = _index(clips, run, out)
+        assert first.poll() is None                              # the first run is still at work (held after its first shard)
+    finally: release.touch()                                     # a failed assertion must not leave the first run waiting
     msg = " ".join(second.stderr.split())
     assert second.returncode == 2 and f"{out} is being indexed by another `snps3 index` run (pid {first.pid} on host" in msg, msg
     stdout, stderr = first.communicate(timeout=300)
