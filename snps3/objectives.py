@@ -16,9 +16,10 @@ from .config import Config
 from .distributed import DistInfo, gather_no_grad, reduce_scalars
 
 # %% auto #0
-__all__ = ['step_generator', 'NegativeBank', 'bank_exclusion', 'bank_negatives', 'StepContext', 'global_mean', 'mlm_trunk_grad',
-           'mlm_term', 'lvwm_term', 'attentive_remask', 'swap_significant', 'attention_received', 'same_pair_mask',
-           'matching_terms', 'pretrain_losses', 'shared_parameters', 'loss_grad_norms', 'balance_scales']
+__all__ = ['step_generator', 'NegativeBank', 'bank_exclusion', 'bank_negatives', 'pick_by_score', 'rescore_negatives',
+           'StepContext', 'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask',
+           'swap_significant', 'attention_received', 'same_pair_mask', 'matching_terms', 'pretrain_losses',
+           'shared_parameters', 'loss_grad_norms', 'balance_scales']
 
 # %% ../nbs/06c_objectives.ipynb #1e4a40ba
 def step_generator(seed: int, step: int, salt: int) -> torch.Generator:
@@ -69,6 +70,32 @@ def bank_negatives(model, text_emb: torch.Tensor, # [B,E] the micro-batch's capt
     negs = sample_hard_negatives(sim.cpu(), idx, k, gen, excl, ctx.cfg.loss.negative_temperature).flatten()  # [B*k]
     out = vis.from_features(bank.feats[negs].to(dev), bank.mask[negs].to(dev))
     return out.tokens, out.mask, sim.gather(1, negs.view(len(idx), k).to(sim.device))
+
+# %% ../nbs/06c_objectives.ipynb #d671571f
+def pick_by_score(scores: torch.Tensor, # [B,m] the cross head's scores of each caption's m candidate negatives
+                  k: int, # negatives kept per caption
+                  generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+    "k of the m candidates per row, drawn without replacement ∝ softmax(score): LongTensor [B,k] (column indices)."
+    if not 0 < k <= scores.shape[1]: raise ValueError(f"pick_by_score: k={k} must be in 1..{scores.shape[1]} (the candidates per row)")
+    s = scores.detach()
+    probs = (s - s.amax(1, keepdim=True)).float().cpu().softmax(1)                        # [B,m], centred in the scores' own dtype
+    return torch.multinomial(probs, k, replacement=False, generator=generator)
+
+@torch.no_grad()
+def rescore_negatives(model, ids: torch.Tensor, # [B,L] captions
+                      att: torch.Tensor, # [B,L]
+                      neg_tokens: torch.Tensor, # [B*m,N,D] visual tokens of each caption's m candidate clips (caption-major)
+                      neg_mask: torch.Tensor, # [B*m,N]
+                      k: int, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+    """loss.negative_rescore: score every (caption, candidate clip) pair with the cross head, without gradient, and keep k
+    candidates per caption drawn ∝ softmax(cross score) (`pick_by_score`), so the matching loss trains on the clips the
+    cross head itself ranks high, as when it reranks the dual's top-k at test: LongTensor [B,k] (indices into the m)."""
+    B = ids.shape[0]; m = neg_tokens.shape[0] // B
+    out = model.cross(ids.repeat_interleave(m, 0), att.repeat_interleave(m, 0), neg_tokens.detach(), neg_mask)
+    return pick_by_score(model.match_score(out.pooled).view(B, m), k, generator)
+
 
 # %% ../nbs/06c_objectives.ipynb #ecf2da8e
 @dataclass
@@ -204,7 +231,8 @@ def _allowed_exclusion(same: torch.Tensor) -> torch.Tensor:
 def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContext) -> tuple[dict, dict]:
     """Cross-encoder matching (MIL-NCE over pair scores: all pairs or hard-k) and ITM with false captions, built alike.
     Negatives are drawn ∝ softmax(dual sim / loss.negative_temperature), never with the same caption text or clip: from the
-    global micro-batch, or (loss.negative_bank, hard_k) the caption-anchored clips from every training item."""
+    global micro-batch, or (loss.negative_bank, hard_k) the caption-anchored clips from every training item; with
+    loss.negative_rescore the cross head itself picks hard_k of them (`rescore_negatives`)."""
     from snps3.losses import cross_match_loss, cross_match_all_pairs_loss, cross_distill_loss, itm_loss, sample_hard_negatives, gather_with_grad
     L, ids, att = ctx.cfg.loss, batch["input_ids"], batch["attention_mask"]
     B, losses, logs, Lmax = ids.shape[0], {}, {}, ctx.cfg.data.max_text_len
@@ -216,16 +244,22 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     same = same_pair_mask(ids_all, item(ctx.clip_ids), types).cpu()            # [Bg,Bg] never negatives (unless nothing else is left)
     Bg, rows, tau = sim.shape[0], pos, L.negative_temperature
     if L.cross_match != "off":
+        m = max(L.hard_k, L.negative_rescore)                                   # candidates drawn by the dual (hard_k)
         if L.cross_match == "hard_k" and ctx.bank is not None:                 # negatives from the whole training set
-            k = L.hard_k; neg_tokens, neg_mask, neg_sim = bank_negatives(model, txt.text_emb, batch, ctx, k)   # [B*k,N,D], [B*k,N], [B,k]
+            neg_tokens, neg_mask, neg_sim = bank_negatives(model, txt.text_emb, batch, ctx, m)   # [B*m,N,D], [B*m,N], [B,m]
         else:                                                                   # negatives from the global micro-batch
             tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N]
             if L.cross_match == "hard_k":
-                negs = sample_hard_negatives(sim, torch.arange(Bg), L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 1), _allowed_exclusion(same), tau)[rows.cpu()]  # [B,k]
+                negs = sample_hard_negatives(sim, torch.arange(Bg), m, step_generator(ctx.cfg.train.seed, ctx.step, 1), _allowed_exclusion(same), tau)[rows.cpu()]  # [B,m]
             else:
                 negs = torch.stack([torch.cat([torch.arange(r), torch.arange(r + 1, Bg)]) for r in rows.tolist()])  # [B,Bg-1] every other clip
-            k = negs.shape[1]; neg_tokens, neg_mask = tokens_all[negs.flatten()], mask_all[negs.flatten()]
-            neg_sim = sim[rows.cpu()[:, None], negs]                            # [B,k] dual similarity of the drawn pairs
+            neg_tokens, neg_mask = tokens_all[negs.flatten()], mask_all[negs.flatten()]
+            neg_sim = sim[rows.cpu()[:, None], negs]                            # [B,m] dual similarity of the drawn pairs
+        k = neg_sim.shape[1]
+        if L.cross_match == "hard_k" and m > L.hard_k:                          # loss.negative_rescore: keep the cross head's own confusions
+            keep = rescore_negatives(model, ids, att, neg_tokens, neg_mask, L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 7))  # [B,k]
+            flat = (torch.arange(B)[:, None] * m + keep).flatten().to(neg_tokens.device)      # [B*k] rows of the [B*m] candidates
+            neg_tokens, neg_mask, neg_sim, k = neg_tokens[flat], neg_mask[flat], neg_sim.gather(1, keep.to(neg_sim.device)), L.hard_k
         neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), neg_tokens, neg_mask)
         pos_s, neg_s = model.match_score(pos_cross.pooled).float(), model.match_score(neg.pooled).float().view(B, k)  # [B], [B,k]
         if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, neg_s)   # caption-anchored: own clip vs k clips

@@ -118,3 +118,33 @@ def test_global_video_token_trains_evaluates_and_explains(tiny_bench, tmp_path):
     for fn in (word_to_clip_attention, gradcam_word_to_clip):
         att = fn(model, b["input_ids"], b["attention_mask"], b["video"], b["clip_mask"])
         assert att.shape == (2, b["input_ids"].shape[1], cfg.data.n_clips), (fn.__name__, att.shape)
+
+
+def test_rescore_keeps_the_candidates_the_cross_head_ranks_high(built):
+    """loss.negative_rescore: the kept negatives are drawn ∝ softmax of the cross head's own scores of the candidates; with the
+    scores spread far apart the draw is the head's top candidate."""
+    import copy
+    from snps3.objectives import pick_by_score, rescore_negatives
+    cfg, model, data, bank = built
+    model = copy.deepcopy(model).double().eval()                                                   # float64: room to spread the scores
+    B, m, k = 2, 4, 2
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 2000, (B, 6), generator=g); att = torch.ones_like(ids)
+    with torch.no_grad():
+        cand = model.visual.from_features(bank.feats[:m].double().repeat(B, 1, 1), bank.mask[:m].repeat(B, 1))   # [B*m,N,D]
+        direct = lambda: model.match_score(model.cross(ids.repeat_interleave(m, 0), att.repeat_interleave(m, 0), cand.tokens, cand.mask).pooled).view(B, m)
+        got = rescore_negatives(model, ids, att, cand.tokens, cand.mask, k, torch.Generator().manual_seed(1))
+        assert got.tolist() == pick_by_score(direct(), k, torch.Generator().manual_seed(1)).tolist()
+        model.match_head[-1].weight.mul_(1e9); model.match_head[-1].bias.zero_()                 # scores far apart
+        s = direct()
+        assert (s.sort(1).values.diff(1) > 30).all(), s
+        top = rescore_negatives(model, ids, att, cand.tokens, cand.mask, 1, torch.Generator().manual_seed(2))
+    assert top[:, 0].tolist() == s.argmax(1).tolist()
+
+
+def test_tiny_run_with_rescored_negatives_and_clear_errors(tiny_bench, tmp_path):
+    r = run_cli(pretrain_args(tiny_bench, tmp_path / "run", "train.max_steps=2", "loss.negative_rescore=6"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert all("loss/cross_match" in x for x in metrics(tmp_path / "run"))
+    bad = run_cli(pretrain_args(tiny_bench, tmp_path / "bad", "loss.negative_rescore=2"))     # hard_k is 3: nothing to pick
+    assert bad.returncode != 0 and "loss.negative_rescore" in bad.stderr and "hard_k" in bad.stderr
