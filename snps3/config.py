@@ -102,7 +102,7 @@ class LossConfig:
     cross_match_v2t: bool = True        # hard_k: also score each clip's own caption against a sampled false caption (the column half of all_pairs' row ∪ column)
     negatives_same_type: bool = True    # hard negatives / false captions come from the same media type (video | image): otherwise the cross head learns "image caption vs video" and nothing else (measured)
     negative_bank: bool = False         # hard_k: draw the caption-anchored hard negatives from every training item (cached frozen-backbone features; needs model.freeze_vision), the candidates the cross head reranks at test, not only the micro-batch (measured on the demo: no gain, README)
-    negative_rescore: int = 0           # hard_k: draw this many candidates (> hard_k) by the dual, score them with the cross head (no gradient) and train on hard_k of them drawn ∝ softmax(cross score): the negatives the cross head itself confuses, as at test, where it reranks the dual's top-k. 0 = off
+    negative_rescore: int = 0           # hard_k: draw this many candidates (> hard_k) by the dual, score them with the cross head (no gradient) and train on hard_k of them drawn ∝ softmax(cross score): the negatives the cross head itself confuses, as at test, where it reranks the dual's top-k. 0 = off (measured on the demo: no R@1 gain, README)
     negative_temperature: float = 0.05  # hard negatives / ITM false captions are drawn ∝ softmax(dual sim / this); the contrastive τ by default
     itm: bool = True                    # image/video-text matching with false captions
     swap_negatives: bool = False        # false captions (ITM, clip→caption matching) = the caption with its masked significant words replaced by the cross-pass MLM head's guesses (ELECTRA-style)
