@@ -202,7 +202,7 @@ def _as_int(v) -> int | None:
     "An integer id from an int or a digit string; None otherwise."
     if isinstance(v, bool): return None
     if isinstance(v, int): return v
-    if isinstance(v, str) and v.strip().isdigit(): return int(v)
+    if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit(): return int(v)   # not '²': isdigit() but no int
     return None
 
 # %% ../../nbs/12_data.convert.ipynb #447f90d6
