@@ -18,7 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
-ATTRS = ("shape", "colour", "size", "action")
+from snps3.data.synthetic import ATTRIBUTES
+
+ATTRS = tuple(ATTRIBUTES)   # shape, colour, size, action: the benchmark's own list
 
 
 def parse_args(argv=None):
