@@ -186,12 +186,12 @@ def build_negative_bank(cfg: Config, model, data: PretrainData, device, progress
     if not cfg.model.freeze_vision:
         raise ValueError("loss.negative_bank caches backbone features, which stay valid only for a frozen backbone: set model.freeze_vision=true")
     items, T = data.dataset.items, d.n_clips * vis.tokens_per_clip
-    need = len(items) * T * vis.num_features * 4
+    need = len(items) * T * vis.feature_dim * 4
     if need > 8 * 2**30: raise ValueError(f"loss.negative_bank would cache {need / 2**30:.1f} GiB of features for {len(items)} items: use it on fine-tuning-sized sets")
     cds = ClipDataset([it["clip_name"] for it in items], d.root, d.n_clips, d.num_frames, d.image_size, vis.mean, vis.std, d.strict,
                       clip_windows(items), d.allow_outside_root)
     loader = DataLoader(cds, batch_size=cfg.eval.batch_size, collate_fn=collate_clips, num_workers=d.num_workers)
-    feats, mask, skipped = torch.zeros(len(items), T, vis.num_features), torch.zeros(len(items), T, dtype=torch.bool), 0
+    feats, mask, skipped = torch.zeros(len(items), T, vis.feature_dim), torch.zeros(len(items), T, dtype=torch.bool), 0
     bar = _progress(len(loader), 0, not progress, "negative bank")
     for b in loader:
         skipped += b["n_skipped"]; bar.update(1)

@@ -18,8 +18,8 @@ from ..config import ModelConfig
 
 # %% auto #0
 __all__ = ['BACKBONES', 'TinyBackbone', 'efficientnet_lite0_file', 'efficientnet_lite0_filter_fn', 'read_state_dict',
-           'hub_offline', 'create_vision_backbone', 'pool_features', 'grid_features', 'VisualOutput', 'embedding_mlp',
-           'VideoEncoder', 'token_projections']
+           'hub_offline', 'create_vision_backbone', 'pool_features', 'grid_features', 'stage_channels',
+           'early_features', 'VisualOutput', 'embedding_mlp', 'VideoEncoder', 'token_projections']
 
 # %% ../../nbs/04_models.vision.ipynb #ea089d56
 BACKBONES = ("efficientnet_lite0", "resnet50", "pvt_v2_b2", "swin3d_t", "swin3d_s", "swin3d_b", "tiny")
@@ -28,17 +28,23 @@ _SWIN3D_WEIGHTS = {"swin3d_t": "Swin3D_T_Weights", "swin3d_s": "Swin3D_S_Weights
 
 # %% ../../nbs/04_models.vision.ipynb #3e8b7c99
 class TinyBackbone(nn.Module):
-    "A from-scratch 2-layer conv net with a timm-like surface (`forward_features`, `num_features`), for tests."
+    "A from-scratch 2-layer conv net with a timm-like surface (`forward_features`, `num_features`, `feature_info`, `forward_intermediates`), for tests."
     def __init__(self, width: int = 16 # channels of the first layer (the second has twice as many)
                 ):
         super().__init__()
         self.num_features = 2 * width
         self.conv1 = nn.Conv2d(3, width, 3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.feature_info = [dict(num_chs=width, reduction=2, module="conv1"), dict(num_chs=2 * width, reduction=4, module="conv2")]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         "Frames [M,3,S,S] -> feature map [M,C,S/4,S/4]."
         return F.relu(self.conv2(F.relu(self.conv1(x))))  # [M,C,S/4,S/4]
+
+    def forward_intermediates(self, x: torch.Tensor, indices: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        "As timm's: the final map and the maps of the stages `indices` ([M,C_i,h_i,w_i])."
+        h1 = F.relu(self.conv1(x)); h2 = F.relu(self.conv2(h1))                 # [M,C/2,S/2,S/2], [M,C,S/4,S/4]
+        return h2, [(h1, h2)[i] for i in indices]
 
 # %% ../../nbs/04_models.vision.ipynb #09f9e00c
 def efficientnet_lite0_file() -> Path:
@@ -175,6 +181,28 @@ def grid_features(feats: torch.Tensor, # backbone output: [M,C,h,w] / [M,h,w,C],
     if feats.ndim == 5: feats = feats.mean(2)                            # [M,C,t,h,w] -> [M,C,h,w]
     return F.adaptive_avg_pool2d(feats, grid).flatten(2).transpose(1, 2)  # [M,C,g,g] -> [M,g*g,C]
 
+# %% ../../nbs/04_models.vision.ipynb #97abc5e6
+def stage_channels(backbone: nn.Module, # a backbone with timm's `feature_info` and `forward_intermediates`
+                   index: int # model.early_stage
+                  ) -> int:
+    "Channels of stage `index` of the backbone (for `model.early_stage`), with a clear error where it has none."
+    info = getattr(backbone, "feature_info", None)
+    if info is None or not hasattr(backbone, "forward_intermediates"):
+        raise ValueError(f"model.early_stage={index} needs a backbone with timm's feature_info / forward_intermediates "
+                         f"({type(backbone).__name__} has none): use a timm CNN (efficientnet_lite0, resnet50) or set model.early_stage=-1")
+    chans = [f["num_chs"] for f in info]
+    if not 0 <= index < len(chans): raise ValueError(f"model.early_stage={index}: this backbone's stages are 0..{len(chans) - 1} with {chans} channels")
+    return chans[index]
+
+def early_features(fmap: torch.Tensor, # [M,C',h,w] an early stage's map (channels first)
+                   grid: int, # g: 0 or 1 = one cell per frame, else g×g cells (as `grid_features`)
+                   scale: float # √(C/C'): the part weighs like the C final features
+                  ) -> torch.Tensor:
+    "Spatial max of an early stage's map per cell, LayerNormed over channels, times `scale`: [M,C',h,w] -> [M,G,C']."
+    if fmap.ndim != 4: raise ValueError(f"model.early_stage needs a [M,C,h,w] stage map, got {tuple(fmap.shape)}")
+    g = F.adaptive_max_pool2d(fmap, max(grid, 1)).flatten(2).transpose(1, 2)   # [M,G,C'] max per cell
+    return F.layer_norm(g, g.shape[-1:]) * scale
+
 # %% ../../nbs/04_models.vision.ipynb #330e5f21
 @dataclass
 class VisualOutput:
@@ -191,7 +219,7 @@ def embedding_mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
 # %% ../../nbs/04_models.vision.ipynb #fa8a89ba
 class VideoEncoder(nn.Module):
     "Backbone -> visual tokens (one per clip, or a g×g spatial grid per clip; frames averaged), one Linear to D, and an L2-normed clip embedding."
-    def __init__(self, cfg: ModelConfig, # vision_backbone, vision_pretrained, vision_weights, freeze_vision, embed_dim, visual_tokens
+    def __init__(self, cfg: ModelConfig, # vision_backbone, vision_pretrained, vision_weights, freeze_vision, embed_dim, visual_tokens, early_stage
                  hidden_size: int # D, the width of the text network
                 ):
         super().__init__()
@@ -199,7 +227,12 @@ class VideoEncoder(nn.Module):
         self.mean, self.std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])  # the preprocessing the data side must use
         self.is_3d, self.freeze = cfg.vision_backbone in _SWIN3D_WEIGHTS, cfg.freeze_vision
         self.grid = {"clip": 0, "grid2": 2, "grid4": 4}[cfg.visual_tokens]  # 0: one pooled token per clip
-        self.proj = nn.Linear(self.num_features, hidden_size)            # C -> D, the only projection of the tokens
+        self.early = cfg.early_stage                                     # model.early_stage: -1 off
+        if self.early >= 0 and self.is_3d: raise ValueError(f"model.early_stage needs a 2-D backbone; {cfg.vision_backbone} is a video network: set model.early_stage=-1")
+        early_c = stage_channels(self.backbone, self.early) if self.early >= 0 else 0
+        self.early_scale = (self.num_features / early_c) ** 0.5 if early_c else 0.0
+        self.feature_dim = self.num_features + early_c                   # C (+ C' early-stage channels) per token
+        self.proj = nn.Linear(self.feature_dim, hidden_size)             # C(+C') -> D, the only projection of the tokens
         self.emb_head = embedding_mlp(hidden_size, hidden_size, cfg.embed_dim)  # D -> D -> E
         self.global_proj = nn.Linear(cfg.embed_dim, hidden_size) if cfg.global_video_token else None   # E -> D, the clip embedding as a token
         if self.freeze: self.backbone.requires_grad_(False); self.backbone.eval()
@@ -213,31 +246,35 @@ class VideoEncoder(nn.Module):
         if self.freeze: self.backbone.eval()
         return self
 
-    def _feature_map(self, clips: torch.Tensor) -> torch.Tensor:
-        "Backbone output before pooling: [M*T,...] for 2-D nets, [M,...] for Video Swin."
-        if not self.is_3d: return self.backbone.forward_features(clips.flatten(0, 1))   # [M*T,C,h,w] (or NHWC / tokens)
+    def _feature_map(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        "Backbone output before pooling ([M*T,...] for 2-D nets, [M,...] for Video Swin) and the early stage's map [M*T,C',h,w] or None."
+        if not self.is_3d and self.early >= 0:
+            final, (early,) = self.backbone.forward_intermediates(clips.flatten(0, 1), indices=[self.early])
+            return final, early                                                         # [M*T,C,h,w], [M*T,C',h',w']
+        if not self.is_3d: return self.backbone.forward_features(clips.flatten(0, 1)), None  # [M*T,C,h,w] (or NHWC / tokens)
         b, x = self.backbone, clips.transpose(1, 2)                                     # [M,3,T,S,S]
-        if not self.grid: return b(x)                                                   # pooled [M,C] (head removed)
-        return b.norm(b.features(b.pos_drop(b.patch_embed(x))))                        # [M,t,h,w,C]
+        if not self.grid: return b(x), None                                             # pooled [M,C] (head removed)
+        return b.norm(b.features(b.pos_drop(b.patch_embed(x)))), None                  # [M,t,h,w,C]
 
     def clip_features(self, clips: torch.Tensor # [M,T,3,S,S] real clips only
                      ) -> torch.Tensor:
-        "Backbone features of each clip, averaged over frames, pooled over space (or to a grid): [M,G,C]."
+        "Backbone features of each clip, averaged over frames, pooled over space (or to a grid), early stage appended: [M,G,C(+C')]."
         M, T = clips.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            feats = self._feature_map(clips)
+            feats, early = self._feature_map(clips)
             if self.grid: g = grid_features(feats, self.num_features, self.grid)       # [M(*T),G,C]
             else: g = pool_features(feats, self.num_features)[:, None]                 # [M(*T),1,C]
-            return g if self.is_3d else g.view(M, T, *g.shape[1:]).mean(1)             # [M,G,C]
+            if early is not None: g = torch.cat([g, early_features(early, self.grid, self.early_scale)], -1)  # [M*T,G,C+C']
+            return g if self.is_3d else g.view(M, T, *g.shape[1:]).mean(1)             # [M,G,C(+C')]
 
     def features(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
                  clip_mask: torch.Tensor # [B,N] bool, False for padded clips
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        "Backbone features of the real clips scattered back: [B,N*G,C] (zero at padded clips) and the token mask [B,N*G]."
+        "Backbone features of the real clips scattered back: [B,N*G,C(+C')] (zero at padded clips) and the token mask [B,N*G]."
         B, N = video.shape[:2]
         if clip_mask.shape != (B, N): raise ValueError(f"clip_mask {tuple(clip_mask.shape)} does not match video {tuple(video.shape[:2])}")
         mask, G = clip_mask.bool(), self.tokens_per_clip
-        feats = video.new_zeros(B, N, G, self.num_features)               # [B,N,G,C]
+        feats = video.new_zeros(B, N, G, self.feature_dim)                # [B,N,G,C(+C')]
         if mask.any(): feats[mask] = self.clip_features(video[mask]).to(feats.dtype)  # [M,G,C] for the M real clips
         return feats.flatten(1, 2), mask.repeat_interleave(G, 1)          # [B,N*G,C], [B,N*G]
 
