@@ -140,7 +140,11 @@ def load_trainer_state(ckpt_dir, optimizer, scaler=None, load_optimizer=None) ->
 def load_weights(model, ckpt) -> Path:
     "Load model weights only (restart / init) from a checkpoint or run directory."
     ck = resolve_checkpoint(ckpt)
-    missing, unexpected = model.load_state_dict(read_safetensors(ck / "model.safetensors"), strict=False)
+    sd, own = read_safetensors(ck / "model.safetensors"), model.state_dict()
+    resized = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in sd.items() if k in own and v.shape != own[k].shape]
+    if resized: raise ValueError(f"{ck}: weights were saved for other model.* settings (e.g. model.early_stage, model.visual_tokens, "
+                                 f"the backbone): {resized[:3]}. Use the model.* keys of {ck.parent.parent / 'config.yaml'} or retrain")
+    missing, unexpected = model.load_state_dict(sd, strict=False)
     bad = [k for k in missing if not k.startswith(("queue",) + tuple(getattr(model, "fresh_prefixes", ())))]  # new task heads start fresh
     if bad or unexpected: raise ValueError(f"{ck}: weights do not match this model (missing {bad[:5]}, unexpected {unexpected[:5]}); check model.* settings")
     return ck
