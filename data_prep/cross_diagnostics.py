@@ -33,9 +33,9 @@ def parse_args(argv=None):
 
 
 def scene_change(a: dict, b: dict) -> str:
-    "What scene b changes relative to scene a: 'count', the changed attributes joined by '+', or 'same'."
+    "What scene b changes relative to scene a: 'count 1->2' (object counts), the changed attributes joined by '+', or 'same'."
     A, B = a["objects"], b["objects"]
-    if len(A) != len(B): return "count"
+    if len(A) != len(B): return f"count {len(A)}->{len(B)}"
     return "+".join(k for k in ATTRS if any(p[k] != q[k] for p, q in zip(A, B))) or "same"
 
 
