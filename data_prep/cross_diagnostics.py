@@ -9,6 +9,9 @@
    number of objects in the caption's clip, and what the wrong top-1 clip changes (attributes of scenes.jsonl).
 3. The ceiling without motion: R@1 of an oracle that knows every attribute of every clip except the action, ties
    broken at random (the expected R@1 is the mean of 1 / tied clips).
+4. What the matching head trains on: the share of hard negatives (drawn as training draws them, ∝ softmax(dual sim /
+   loss.negative_temperature) among the other clips of a random batch of --batch-size) whose number of objects differs
+   from the positive's, against a uniform draw. This checkpoint's dual score stands in for the one of training time.
 The split's gallery is the first --max-clips clips, as `snps3 eval` uses them (eval.max_clips)."""
 import argparse, collections, json, os
 from dataclasses import replace
@@ -29,6 +32,7 @@ def parse_args(argv=None):
     ap.add_argument("--data", type=Path, default=Path("data/synthetic"), help="the embedded benchmark's root (with scenes.jsonl)")
     ap.add_argument("--split", default="test", help="retrieval_<split>.jsonl (default test)")
     ap.add_argument("--max-clips", type=int, default=60, help="gallery size: the first N clips of the split (default 60, as eval)")
+    ap.add_argument("--batch-size", type=int, default=16, help="batch size of the negative draws of part 4 (default 16, the demo's)")
     return ap.parse_args(argv)
 
 
@@ -64,6 +68,21 @@ def word_prediction(model, tok, captions: list[str], clip_of: list[int], tokens,
             lg, _ = model.mlm_logits(model.encode_text(masked, att).hidden, labels)
             r = res[cat]; r[0] += 1; r[1] += hits[0]; r[2] += hits[1]; r[3] += int(lg.argmax(-1)[0] == ids[0, p])
     return {c: (n, *(100 * x / max(n, 1) for x in xs)) for c, (n, *xs) in res.items()}
+
+
+def count_shift_shares(sim: torch.Tensor, # [Nt,Nv] dual similarities
+                       first: list[int], # each caption's own clip
+                       counts: torch.Tensor, # [Nv] objects per clip
+                       tau: float, batch_size: int, draws: int, seed: int = 0) -> tuple[float, float]:
+    "Expected share (%) of hard negatives whose object count differs from the positive's: dual-drawn, and uniform."
+    g, drawn, uniform, n = torch.Generator().manual_seed(seed), 0.0, 0.0, 0
+    for i, f in enumerate(first):
+        for _ in range(draws):
+            perm = torch.randperm(sim.shape[1], generator=g)
+            others = perm[perm != f][:batch_size - 1]                                   # the batch's other clips
+            differs = (counts[others] != counts[f]).float()
+            drawn += float(torch.softmax(sim[i, others] / tau, 0) @ differs); uniform += differs.mean().item(); n += 1
+    return 100 * drawn / n, 100 * uniform / n
 
 
 def main(argv=None):
@@ -110,6 +129,12 @@ def main(argv=None):
     print("\n3. oracle R@1 blind to ... (ties at random)")
     for blind in ((), ("action",), ("colour",), ("shape",)):
         print(f"   {'+'.join(blind) or 'nothing':8s} {blind_oracle_r1([clips[f] for f in first], clips, scenes, blind):5.1f}")
+
+    tau = cfg.loss.negative_temperature
+    print(f"\n4. hard negatives with another number of objects (%), drawn ∝ softmax(dual sim / {tau}) in batches of {args.batch_size}")
+    counts = torch.tensor([len(scenes[c]["objects"]) for c in clips])
+    drawn, uniform = count_shift_shares(sim, first, counts, tau, args.batch_size, draws=50)
+    print(f"   dual-drawn {drawn:5.1f}   uniform {uniform:5.1f}")
 
 
 if __name__ == "__main__":

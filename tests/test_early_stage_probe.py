@@ -1,5 +1,6 @@
 """data_prep/early_stage_probe.py: its two measurements on tensors whose answers are known by hand."""
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,16 @@ def test_probe_accuracy_separable_and_label_free():
     assert probe.probe_accuracy(X, y, train, 0) == 100.0
     noise = torch.randn(40, 6, generator=g)            # no signal: at most a few lucky hits of 16 test clips
     assert probe.probe_accuracy(noise, y, train, 0) < 60.0
+
+
+def test_count_shift_shares_by_hand():
+    spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
+    diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)
+    # one caption (own clip 0); clips 1, 2 hold one object like clip 0, clip 3 holds two. Batches of 4 hold every clip.
+    counts = torch.tensor([1, 1, 1, 2])
+    sim = torch.tensor([[1.0, 0.0, 0.0, 0.0]])                 # equal sims for the negatives: the draw is uniform
+    drawn, uniform = diag.count_shift_shares(sim, [0], counts, 0.05, 4, draws=3)
+    assert drawn == pytest.approx(100 / 3) and uniform == pytest.approx(100 / 3)
+    sim = torch.tensor([[1.0, 0.5, 0.5, 0.0]])                 # the two-object clip far below: e^-10 of the mass
+    drawn, _ = diag.count_shift_shares(sim, [0], counts, 0.05, 4, draws=3)
+    assert drawn == pytest.approx(100 / (1 + 2 * math.exp(10)), rel=1e-4)
