@@ -37,9 +37,12 @@ def parse_args(argv=None):
 
 
 def scene_change(a: dict, b: dict) -> str:
-    "What scene b changes relative to scene a: 'count 1->2' (object counts), the changed attributes joined by '+', or 'same'."
+    """What scene b changes relative to scene a: 'count 1->2' (object counts; ' nested' when one scene's objects are all in
+    the other's), the changed attributes joined by '+', or 'same'."""
     A, B = a["objects"], b["objects"]
-    if len(A) != len(B): return f"count {len(A)}->{len(B)}"
+    if len(A) != len(B):
+        key = lambda objs: {tuple(o[k] for k in ATTRS) for o in objs}
+        return f"count {len(A)}->{len(B)}" + (" nested" if key(A) <= key(B) or key(B) <= key(A) else "")
     return "+".join(k for k in ATTRS if any(p[k] != q[k] for p, q in zip(A, B))) or "same"
 
 

@@ -44,3 +44,13 @@ def test_count_shift_shares_by_hand():
     sim = torch.tensor([[1.0, 0.5, 0.5, 0.0]])                 # the two-object clip far below: e^-10 of the mass
     drawn, _ = diag.count_shift_shares(sim, [0], counts, 0.05, 4, draws=3)
     assert drawn == pytest.approx(100 / (1 + 2 * math.exp(10)), rel=1e-4)
+
+
+def test_scene_change_names_count_and_nesting():
+    spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
+    diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)
+    red = dict(shape="circle", colour="red", size="small", action="left")
+    blue = dict(red, colour="blue")
+    assert diag.scene_change({"objects": [red]}, {"objects": [blue]}) == "colour"
+    assert diag.scene_change({"objects": [red]}, {"objects": [red, blue]}) == "count 1->2 nested"
+    assert diag.scene_change({"objects": [red, blue]}, {"objects": [dict(red, shape="star")]}) == "count 2->1"
