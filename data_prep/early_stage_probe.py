@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from snps3.config import load_config
 from snps3.data.datasets import ClipDataset, collate_clips
-from snps3.models.vision import VideoEncoder
+from snps3.models.vision import VideoEncoder, early_features
 
 
 def parse_args(argv=None):
@@ -42,8 +42,8 @@ def clip_vectors(enc: VideoEncoder, loader, stages: list[int], n: int) -> dict:
         final, maps = enc.backbone.forward_intermediates(frames, indices=stages)
         kinds = {"final avg": final.mean((2, 3))}
         for i, m in zip(stages, maps):
-            mx = m.amax((2, 3))
-            kinds.update({f"stage {i} avg": m.mean((2, 3)), f"stage {i} max": mx, f"stage {i} max, LN": F.layer_norm(mx, mx.shape[-1:])})
+            kinds.update({f"stage {i} avg": m.mean((2, 3)), f"stage {i} max": m.amax((2, 3)),
+                          f"stage {i} max, LN": early_features(m, 0, 1.0)[:, 0]})   # the model's own code path, unscaled
         for k, v in kinds.items():
             means = torch.stack([c.mean(0) for c in v.split(per_video.tolist())])   # [b,C]
             out.setdefault(k, torch.zeros(n, v.shape[-1]))[b["index"]] = means
