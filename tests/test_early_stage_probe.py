@@ -33,6 +33,13 @@ def test_probe_accuracy_separable_and_label_free():
     assert probe.probe_accuracy(noise, y, train, 0) < 60.0
 
 
+def test_clip_mean_skips_padded_clips():
+    # video 0: clips 1, 2, 3 -> 2; video 1: clips 4, 8 real and a padded clip that must not count -> 6
+    X = torch.tensor([[[1.], [2.], [3.]], [[4.], [8.], [100.]]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert load_probe().clip_mean(X, mask).tolist() == [[2.0], [6.0]]
+
+
 def test_count_shift_shares_by_hand():
     spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
     diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)

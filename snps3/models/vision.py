@@ -19,7 +19,8 @@ from ..config import ModelConfig
 # %% auto #0
 __all__ = ['BACKBONES', 'TinyBackbone', 'efficientnet_lite0_file', 'efficientnet_lite0_filter_fn', 'read_state_dict',
            'hub_offline', 'create_vision_backbone', 'pool_features', 'grid_features', 'stage_channels',
-           'early_features', 'VisualOutput', 'embedding_mlp', 'VideoEncoder', 'token_projections']
+           'early_features', 'early_centroids', 'clip_motion', 'VisualOutput', 'embedding_mlp', 'VideoEncoder',
+           'token_projections']
 
 # %% ../../nbs/04_models.vision.ipynb #ea089d56
 BACKBONES = ("efficientnet_lite0", "resnet50", "pvt_v2_b2", "swin3d_t", "swin3d_s", "swin3d_b", "tiny")
@@ -203,6 +204,25 @@ def early_features(fmap: torch.Tensor, # [M,C',h,w] an early stage's map (channe
     g = F.adaptive_max_pool2d(fmap, max(grid, 1)).flatten(2).transpose(1, 2)   # [M,G,C'] max per cell
     return F.layer_norm(g, g.shape[-1:]) * scale
 
+def early_centroids(fmap: torch.Tensor # [M,C',h,w] an early stage's map (channels first)
+                   ) -> torch.Tensor:
+    """Where each channel fires: its spatial soft-argmax (weights softmax(a / std of the channel's map)), x then y in cells of
+    the map: [M,C',h,w] -> [M,2C']. Dividing by the map's own spread makes the weights independent of the channel's scale."""
+    if fmap.ndim != 4: raise ValueError(f"model.early_motion needs a [M,C,h,w] stage map, got {tuple(fmap.shape)}")
+    M, C, h, w = fmap.shape
+    a = fmap.flatten(2).float()                                                   # [M,C',h*w]
+    wts = F.softmax(a / a.std(-1, keepdim=True).clamp_min(1e-6), -1)              # [M,C',h*w]
+    ys = torch.arange(h, device=a.device, dtype=a.dtype).repeat_interleave(w)     # [h*w] row of each cell
+    xs = torch.arange(w, device=a.device, dtype=a.dtype).repeat(h)                # [h*w] column of each cell
+    return torch.cat([(wts * xs).sum(-1), (wts * ys).sum(-1)], 1)                 # [M,2C']
+
+def clip_motion(pos: torch.Tensor, # [B,N,...,K] per-clip positions (e.g. `early_centroids`), clips in time order
+                mask: torch.Tensor # [B,N] bool, False for padded clips
+               ) -> torch.Tensor:
+    "How far each position moved since the previous clip: [B,N,...,K], zero for the first clip and wherever either clip is padded."
+    both = (mask[:, 1:] & mask[:, :-1]).view(*mask.shape[:1], -1, *[1] * (pos.ndim - 2))   # [B,N-1,1..]
+    return torch.cat([torch.zeros_like(pos[:, :1]), (pos[:, 1:] - pos[:, :-1]) * both], 1)
+
 # %% ../../nbs/04_models.vision.ipynb #330e5f21
 @dataclass
 class VisualOutput:
@@ -219,7 +239,7 @@ def embedding_mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
 # %% ../../nbs/04_models.vision.ipynb #fa8a89ba
 class VideoEncoder(nn.Module):
     "Backbone -> visual tokens (one per clip, or a g×g spatial grid per clip; frames averaged), one Linear to D, and an L2-normed clip embedding."
-    def __init__(self, cfg: ModelConfig, # vision_backbone, vision_pretrained, vision_weights, freeze_vision, embed_dim, visual_tokens, early_stage
+    def __init__(self, cfg: ModelConfig, # vision_backbone, vision_pretrained, vision_weights, freeze_vision, embed_dim, visual_tokens, early_stage, early_motion
                  hidden_size: int # D, the width of the text network
                 ):
         super().__init__()
@@ -231,8 +251,10 @@ class VideoEncoder(nn.Module):
         if self.early >= 0 and self.is_3d: raise ValueError(f"model.early_stage needs a 2-D backbone; {cfg.vision_backbone} is a video network: set model.early_stage=-1")
         early_c = stage_channels(self.backbone, self.early) if self.early >= 0 else 0
         self.early_scale = (self.num_features / early_c) ** 0.5 if early_c else 0.0
-        self.feature_dim = self.num_features + early_c                   # C (+ C' early-stage channels) per token
-        self.proj = nn.Linear(self.feature_dim, hidden_size)             # C(+C') -> D, the only projection of the tokens
+        self.motion_c = 2 * early_c if cfg.early_motion else 0           # model.early_motion: x, y of each early channel
+        self.motion_scale = (self.num_features / self.motion_c) ** 0.5 if self.motion_c else 0.0
+        self.feature_dim = self.num_features + early_c + self.motion_c   # C (+ C' early-stage channels) (+ 2C' their motion) per token
+        self.proj = nn.Linear(self.feature_dim, hidden_size)             # C(+C')(+2C') -> D, the only projection of the tokens
         self.emb_head = embedding_mlp(hidden_size, hidden_size, cfg.embed_dim)  # D -> D -> E
         self.global_proj = nn.Linear(cfg.embed_dim, hidden_size) if cfg.global_video_token else None   # E -> D, the clip embedding as a token
         if self.freeze: self.backbone.requires_grad_(False); self.backbone.eval()
@@ -258,13 +280,16 @@ class VideoEncoder(nn.Module):
 
     def clip_features(self, clips: torch.Tensor # [M,T,3,S,S] real clips only
                      ) -> torch.Tensor:
-        "Backbone features of each clip, averaged over frames, pooled over space (or to a grid), early stage appended: [M,G,C(+C')]."
+        "Backbone features of each clip, averaged over frames, pooled over space (or to a grid), early stage appended (and its channels' positions, for `features` to turn into motion): [M,G,C(+C')(+2C')]."
         M, T = clips.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             feats, early = self._feature_map(clips)
             if self.grid: g = grid_features(feats, self.num_features, self.grid)       # [M(*T),G,C]
             else: g = pool_features(feats, self.num_features)[:, None]                 # [M(*T),1,C]
             if early is not None: g = torch.cat([g, early_features(early, self.grid, self.early_scale)], -1)  # [M*T,G,C+C']
+            if self.motion_c:                                                          # the clip's positions, the same for its G tokens
+                pos = (early_centroids(early) * self.motion_scale).to(g.dtype)         # [M*T,2C']
+                g = torch.cat([g, pos[:, None].expand(-1, g.shape[1], -1)], -1)        # [M*T,G,C+C'+2C']
             return g if self.is_3d else g.view(M, T, *g.shape[1:]).mean(1)             # [M,G,C(+C')]
 
     def features(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
@@ -276,6 +301,8 @@ class VideoEncoder(nn.Module):
         mask, G = clip_mask.bool(), self.tokens_per_clip
         feats = video.new_zeros(B, N, G, self.feature_dim)                # [B,N,G,C(+C')]
         if mask.any(): feats[mask] = self.clip_features(video[mask]).to(feats.dtype)  # [M,G,C] for the M real clips
+        if self.motion_c:                                                 # positions -> motion since the previous clip
+            feats = torch.cat([feats[..., :-self.motion_c], clip_motion(feats[..., -self.motion_c:], mask)], -1)
         return feats.flatten(1, 2), mask.repeat_interleave(G, 1)          # [B,N*G,C], [B,N*G]
 
     def from_features(self, feats: torch.Tensor, # [B,N*G,C] from `features` (e.g. cached: a frozen backbone's features never change)
