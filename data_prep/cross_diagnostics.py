@@ -6,7 +6,8 @@
    the MLM head from the cross pass with the caption's own clip, with another clip, and from the text-only pass.
    A cross pass that reads the video beats the text-only pass on colour words (chance: 1 in 8 colours).
 2. Exact text->video R@1 of the dual score and of the cross score (every caption against every clip), split by the
-   number of objects in the caption's clip, and what the wrong top-1 clip changes (attributes of scenes.jsonl).
+   number of objects in the caption's clip, what the wrong top-1 clip changes (attributes of scenes.jsonl), and how
+   many distinct clips the wrong picks fall on (a score that favours a few clips for any caption concentrates them).
 3. The ceiling without motion: R@1 of an oracle that knows every attribute of every clip except the action, ties
    broken at random (the expected R@1 is the mean of 1 / tied clips).
 4. What the matching head trains on: the share of hard negatives (drawn as training draws them, ∝ softmax(dual sim /
@@ -73,6 +74,14 @@ def word_prediction(model, tok, captions: list[str], clip_of: list[int], tokens,
     return {c: (n, *(100 * x / max(n, 1) for x in xs)) for c, (n, *xs) in res.items()}
 
 
+def wrong_pick_spread(top: list[int], # top-1 clip of each caption
+                      first: list[int] # its ground-truth clip
+                     ) -> tuple[int, int, int]:
+    "(wrong top-1 picks, distinct clips among them, picks of the most-picked clip): do a few clips take many captions?"
+    wrong = collections.Counter(t for t, f in zip(top, first) if t != f)
+    return sum(wrong.values()), len(wrong), max(wrong.values(), default=0)
+
+
 def count_shift_shares(sim: torch.Tensor, # [Nt,Nv] dual similarities
                        first: list[int], # each caption's own clip
                        counts: torch.Tensor, # [Nv] objects per clip
@@ -128,6 +137,8 @@ def main(argv=None):
         print(f"   {name:5s} R@1 {100 * sum(t == f for t, f in zip(top, first)) / len(caps):5.1f}  "
               + "  ".join(f"{k}-object {100 * sum(v) / len(v):5.1f} (n={len(v)})" for k, v in by_n.items()))
         print(f"         wrong top-1 changes: {dict(errs.most_common())}")
+        n, distinct, most = wrong_pick_spread(top, first)
+        print(f"         {n} wrong top-1 picks fall on {distinct} distinct clips; the most-picked takes {most}")
 
     print("\n3. oracle R@1 blind to ... (ties at random)")
     for blind in ((), ("action",), ("colour",), ("shape",)):

@@ -53,6 +53,14 @@ def test_count_shift_shares_by_hand():
     assert drawn == pytest.approx(100 / (1 + 2 * math.exp(10)), rel=1e-4)
 
 
+def test_wrong_pick_spread_by_hand():
+    spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
+    diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)
+    # captions 0..4 belong to clips 0..4; picks: right, clip 7, clip 7, clip 7, clip 2 -> 4 wrong on 2 clips, clip 7 takes 3
+    assert diag.wrong_pick_spread([0, 7, 7, 7, 2], [0, 1, 2, 3, 4]) == (4, 2, 3)
+    assert diag.wrong_pick_spread([0, 1], [0, 1]) == (0, 0, 0)
+
+
 def test_scene_change_names_count_and_nesting():
     spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
     diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)
