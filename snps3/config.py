@@ -105,6 +105,7 @@ class LossConfig:
     hard_k: int = 3                     # hard negatives per caption for cross_match=hard_k, sampled from the dual similarity
     cross_match_v2t: bool = True        # hard_k: also score each clip's own caption against a sampled false caption (the column half of all_pairs' row ∪ column)
     negatives_same_type: bool = True    # hard negatives / false captions come from the same media type (video | image): otherwise the cross head learns "image caption vs video" and nothing else (measured)
+    reverse_negatives: bool = False     # hard_k: one more negative per caption, its own clip's tokens in reverse time order (a "test of time" negative: the same objects, the opposite motion); needs one token per clip (model.visual_tokens=clip, no global_video_token). Measured (README): alone it teaches no motion, pooled tokens look alike in either order
     negative_bank: bool = False         # hard_k: draw the caption-anchored hard negatives from every training item (cached frozen-backbone features; needs model.freeze_vision), the candidates the cross head reranks at test, not only the micro-batch (measured on the demo: no gain, README)
     negative_rescore: int = 0           # hard_k: draw this many candidates (> hard_k) by the dual, score them with the cross head (no gradient) and train on hard_k of them drawn ∝ softmax(cross score): the negatives the cross head itself confuses, as at test, where it reranks the dual's top-k. 0 = off (measured on the demo: no R@1 gain, README)
     negative_temperature: float = 0.05  # hard negatives / ITM false captions are drawn ∝ softmax(dual sim / this); the contrastive τ by default
@@ -135,6 +136,7 @@ class LossConfig:
             raise ValueError("loss.swap_negatives draws the replacement words from the cross-pass MLM head: it needs loss.w_mlm > 0")
         if self.w_cross_distill < 0: raise ValueError(f"loss.w_cross_distill must be >= 0, got {self.w_cross_distill}")
         if self.w_cross_distill and self.cross_match != "hard_k": raise ValueError(f"loss.w_cross_distill distils over the hard_k candidates: it needs loss.cross_match=hard_k, got {self.cross_match!r}")
+        if self.reverse_negatives and self.cross_match != "hard_k": raise ValueError(f"loss.reverse_negatives adds a negative to the hard_k ones: it needs loss.cross_match=hard_k, got {self.cross_match!r}")
         if self.negative_bank and self.cross_match != "hard_k": raise ValueError(f"loss.negative_bank draws the hard_k negatives: it needs loss.cross_match=hard_k, got {self.cross_match!r}")
         if self.negative_rescore and (self.cross_match != "hard_k" or self.negative_rescore <= self.hard_k):
             raise ValueError(f"loss.negative_rescore={self.negative_rescore} picks loss.hard_k={self.hard_k} negatives out of more candidates: it needs loss.cross_match=hard_k (got {self.cross_match!r}) and a value > hard_k, or 0 (off)")
@@ -222,6 +224,9 @@ class Config:
         if self.task not in ("pretrain", "retrieval", "qa", "mc"): raise ValueError(f"task must be pretrain|retrieval|qa|mc, got {self.task!r}")
         if self.data.format == "webdataset": _check_webdataset(self)
         if self.train.parallel == "fsdp": _check_fsdp(self)
+        if self.loss.reverse_negatives and (self.model.visual_tokens != "clip" or self.model.global_video_token):
+            raise ValueError("loss.reverse_negatives reverses one token per clip: it needs model.visual_tokens=clip and model.global_video_token=false "
+                             f"(got {self.model.visual_tokens!r}, {self.model.global_video_token})")
 
 def _check_fsdp(cfg) -> None:
     "What FSDP2 does not run yet: things that call the network outside the sharded forward."

@@ -18,8 +18,8 @@ from .distributed import DistInfo, gather_no_grad, reduce_scalars
 # %% auto #0
 __all__ = ['step_generator', 'NegativeBank', 'bank_exclusion', 'bank_negatives', 'pick_by_score', 'rescore_negatives',
            'StepContext', 'global_mean', 'mlm_trunk_grad', 'mlm_term', 'lvwm_term', 'attentive_remask',
-           'swap_significant', 'attention_received', 'same_pair_mask', 'matching_terms', 'pretrain_losses',
-           'shared_parameters', 'loss_grad_norms', 'balance_scales']
+           'swap_significant', 'attention_received', 'reverse_clips', 'same_pair_mask', 'matching_terms',
+           'pretrain_losses', 'shared_parameters', 'loss_grad_norms', 'balance_scales']
 
 # %% ../nbs/06c_objectives.ipynb #1e4a40ba
 def step_generator(seed: int, step: int, salt: int) -> torch.Generator:
@@ -213,6 +213,16 @@ def attention_received(attn: torch.Tensor, # [B,S,S] attention of the cross pass
     return (attn[:, text_len:, :text_len] * rows[..., None]).sum(1)                                  # [B,L]
 
 # %% ../nbs/06c_objectives.ipynb #f94d18cd
+def reverse_clips(tokens: torch.Tensor, # [B,N,D] one visual token per clip, real clips first
+                  mask: torch.Tensor # [B,N] bool, False for padded clips (which must come last)
+                 ) -> torch.Tensor:
+    "Each video's real clips in reverse time order, padded clips left where they are: [B,N,D]."
+    if (mask.int().diff(dim=1) > 0).any(): raise ValueError("reverse_clips: a padded clip comes before a real one; real clips must come first")
+    n_real = mask.sum(1, keepdim=True)                                         # [B,1]
+    ar = torch.arange(mask.shape[1], device=mask.device)[None]                 # [1,N]
+    idx = torch.where(ar < n_real, n_real - 1 - ar, ar)                        # [B,N] source clip of each position
+    return tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1]))
+
 def same_pair_mask(ids_all: torch.Tensor, # LongTensor [Bg,L] the global micro-batch's captions (padded alike)
                    clips_all: torch.Tensor | None, # LongTensor [Bg] their clip ids, or None
                    types_all: torch.Tensor | None = None # LongTensor [Bg] media types: pairs of different types are excluded too
@@ -262,7 +272,11 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
             neg_tokens, neg_mask, neg_sim, k = neg_tokens[flat], neg_mask[flat], neg_sim.gather(1, keep.to(neg_sim.device)), L.hard_k
         neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), neg_tokens, neg_mask)
         pos_s, neg_s = model.match_score(pos_cross.pooled).float(), model.match_score(neg.pooled).float().view(B, k)  # [B], [B,k]
-        if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, neg_s)   # caption-anchored: own clip vs k clips
+        match_neg = neg_s                                                       # [B,k] (+1 with the reversed clip)
+        if L.reverse_negatives:                                                 # the caption's own clip played backwards
+            rev = model.cross(ids, att, reverse_clips(vis.tokens, vis.mask), vis.mask)
+            match_neg = torch.cat([neg_s, model.match_score(rev.pooled).float()[:, None]], 1)   # [B,k+1]
+        if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, match_neg)   # caption-anchored: own clip vs k clips
         else:  # all pairs: this rank's caption rows [B,Bg], gathered into the global [Bg,Bg] matrix (row ∪ column per positive)
             local = torch.zeros(B, Bg, device=neg_s.device).scatter(1, negs.to(neg_s.device), neg_s).scatter(1, rows[:, None], pos_s[:, None])
             losses["cross_match"], lg = cross_match_all_pairs_loss(gather_with_grad(local), rows)
