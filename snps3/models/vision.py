@@ -290,7 +290,7 @@ class VideoEncoder(nn.Module):
             if self.motion_c:                                                          # the clip's positions, the same for its G tokens
                 pos = (early_centroids(early) * self.motion_scale).to(g.dtype)         # [M*T,2C']
                 g = torch.cat([g, pos[:, None].expand(-1, g.shape[1], -1)], -1)        # [M*T,G,C+C'+2C']
-            return g if self.is_3d else g.view(M, T, *g.shape[1:]).mean(1)             # [M,G,C(+C')]
+            return g if self.is_3d else g.view(M, T, *g.shape[1:]).mean(1)             # [M,G,C(+C')(+2C')]
 
     def features(self, video: torch.Tensor, # [B,N,T,3,S,S] normalised frames
                  clip_mask: torch.Tensor # [B,N] bool, False for padded clips
