@@ -7,7 +7,8 @@
    A cross pass that reads the video beats the text-only pass on colour words (chance: 1 in 8 colours).
 2. Exact text->video R@1 of the dual score and of the cross score (every caption against every clip), split by the
    number of objects in the caption's clip, what the wrong top-1 clip changes (attributes of scenes.jsonl), and how
-   many distinct clips the wrong picks fall on (a score that favours a few clips for any caption concentrates them).
+   many distinct clips the wrong picks fall on (a score that favours a few clips for any caption concentrates them),
+   with the captions the most-picked clip takes.
 3. The ceiling without motion: R@1 of an oracle that knows every attribute of every clip except the action, ties
    broken at random (the expected R@1 is the mean of 1 / tied clips).
 4. What the matching head trains on: the share of hard negatives (drawn as training draws them, ∝ softmax(dual sim /
@@ -74,12 +75,24 @@ def word_prediction(model, tok, captions: list[str], clip_of: list[int], tokens,
     return {c: (n, *(100 * x / max(n, 1) for x in xs)) for c, (n, *xs) in res.items()}
 
 
+def wrong_picks(top: list[int], # top-1 clip of each caption
+                first: list[int] # its ground-truth clip
+               ) -> collections.Counter:
+    "Clip -> how many captions have it as their wrong top-1."
+    return collections.Counter(t for t, f in zip(top, first) if t != f)
+
+
 def wrong_pick_spread(top: list[int], # top-1 clip of each caption
                       first: list[int] # its ground-truth clip
                      ) -> tuple[int, int, int]:
     "(wrong top-1 picks, distinct clips among them, picks of the most-picked clip): do a few clips take many captions?"
-    wrong = collections.Counter(t for t, f in zip(top, first) if t != f)
+    wrong = wrong_picks(top, first)
     return sum(wrong.values()), len(wrong), max(wrong.values(), default=0)
+
+
+def describe(scene: dict) -> str:
+    "The objects of a scenes.jsonl record: 'small green hexagon left; ...'."
+    return "; ".join(f"{o['size']} {o['colour']} {o['shape']} {o['action']}" for o in scene["objects"])
 
 
 def count_shift_shares(sim: torch.Tensor, # [Nt,Nv] dual similarities
@@ -139,6 +152,11 @@ def main(argv=None):
         print(f"         wrong top-1 changes: {dict(errs.most_common())}")
         n, distinct, most = wrong_pick_spread(top, first)
         print(f"         {n} wrong top-1 picks fall on {distinct} distinct clips; the most-picked takes {most}")
+        if most:                                                                           # which captions it takes, and by how much
+            hub = wrong_picks(top, first).most_common(1)[0][0]
+            print(f"         the most-picked clip [{describe(scenes[clips[hub]])}] takes (score there / with the own clip):")
+            for i in (i for i in range(len(caps)) if top[i] == hub and first[i] != hub):
+                print(f"           {caps[i]!r} [{describe(scenes[clips[first[i]]])}]  {M[i, hub]:.2f} / {M[i, first[i]]:.2f}")
 
     print("\n3. oracle R@1 blind to ... (ties at random)")
     for blind in ((), ("action",), ("colour",), ("shape",)):

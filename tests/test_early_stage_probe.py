@@ -9,10 +9,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_probe():
-    spec = importlib.util.spec_from_file_location("data_prep_early_stage_probe", ROOT / "data_prep" / "early_stage_probe.py")
+def load_script(name: str):
+    "A data_prep script as a module (they are scripts, not a package)."
+    spec = importlib.util.spec_from_file_location(f"data_prep_{name}", ROOT / "data_prep" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod
+
+
+def load_probe(): return load_script("early_stage_probe")
+def load_diagnostics(): return load_script("cross_diagnostics")
 
 
 def test_between_share_by_hand():
@@ -41,8 +46,7 @@ def test_clip_mean_skips_padded_clips():
 
 
 def test_count_shift_shares_by_hand():
-    spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
-    diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)
+    diag = load_diagnostics()
     # one caption (own clip 0); clips 1, 2 hold one object like clip 0, clip 3 holds two. Batches of 4 hold every clip.
     counts = torch.tensor([1, 1, 1, 2])
     sim = torch.tensor([[1.0, 0.0, 0.0, 0.0]])                 # equal sims for the negatives: the draw is uniform
@@ -54,16 +58,14 @@ def test_count_shift_shares_by_hand():
 
 
 def test_wrong_pick_spread_by_hand():
-    spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
-    diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)
+    diag = load_diagnostics()
     # captions 0..4 belong to clips 0..4; picks: right, clip 7, clip 7, clip 7, clip 2 -> 4 wrong on 2 clips, clip 7 takes 3
     assert diag.wrong_pick_spread([0, 7, 7, 7, 2], [0, 1, 2, 3, 4]) == (4, 2, 3)
     assert diag.wrong_pick_spread([0, 1], [0, 1]) == (0, 0, 0)
 
 
 def test_scene_change_names_count_and_nesting():
-    spec = importlib.util.spec_from_file_location("data_prep_cross_diagnostics", ROOT / "data_prep" / "cross_diagnostics.py")
-    diag = importlib.util.module_from_spec(spec); spec.loader.exec_module(diag)
+    diag = load_diagnostics()
     red = dict(shape="circle", colour="red", size="small", action="left")
     blue = dict(red, colour="blue")
     assert diag.scene_change({"objects": [red]}, {"objects": [blue]}) == "colour"

@@ -1,6 +1,5 @@
 """loss.reverse_negatives: each caption's own clip, its tokens in reverse time order, is one more negative of the cross
 head's matching loss (the same objects, the opposite motion)."""
-import pytest
 import torch
 
 from helpers import metrics, pretrain_args, run_cli
