@@ -320,7 +320,7 @@ def _mc_clip(row: dict) -> str:
     if vid: return vid
     key = (row.get("vid_key") or "").strip()
     n = _as_int(key[3:]) if key.startswith("msr") else None
-    return f"video{n}" if n is not None else (key if _msrvtt_clip(key) else "")
+    return f"video{n}" if n is not None else (_msrvtt_clip(key) or "")      # 'video12' stays, a bare '12' -> 'video12' (as MSRVTT-QA ids)
 
 def _sniff_delimiter(path) -> str:
     "Tab when the header line holds a tab (JSFusion's file), comma otherwise."
