@@ -1,4 +1,4 @@
-"""data_prep/early_stage_probe.py: its two measurements on tensors whose answers are known by hand."""
+"""The data_prep diagnostics (early_stage_probe, cross_diagnostics, background_swap): their measurements on inputs whose answers are known by hand."""
 import importlib.util
 import math
 from pathlib import Path
@@ -71,3 +71,27 @@ def test_scene_change_names_count_and_nesting():
     assert diag.scene_change({"objects": [red]}, {"objects": [blue]}) == "colour"
     assert diag.scene_change({"objects": [red]}, {"objects": [red, blue]}) == "count 1->2 nested"
     assert diag.scene_change({"objects": [red, blue]}, {"objects": [dict(red, shape="star")]}) == "count 2->1"
+
+
+def load_background_swap(): return load_script("background_swap")
+
+
+def test_foreign_backgrounds_gives_every_clip_another_photo():
+    bs = load_background_swap()
+    photos = ["grass", "grass", "rocket", "rocket", "camera"]
+    for seed in range(5):
+        perm = bs.foreign_backgrounds(photos, seed)
+        assert sorted(perm) == list(range(len(photos)))
+        assert all(photos[perm[i]] != photos[i] for i in range(len(photos)))
+    with pytest.raises(ValueError, match="more than half"):
+        bs.foreign_backgrounds(["grass", "grass", "grass", "rocket"])
+
+
+def test_background_reliance_and_replaced_own_r1_by_hand():
+    bs = load_background_swap()
+    # drops 1 and 0, spreads 1 and 2: (1/1 + 0/2) / 2 = 0.5
+    assert bs.background_reliance(torch.tensor([2.0, 4.0]), torch.tensor([1.0, 4.0]), torch.tensor([1.0, 2.0])) == pytest.approx(0.5)
+    # row 0: own 3 -> 0.5 < 1, wrong; row 1: own 2 -> 2.5 > 0, right: 50 %
+    scores = torch.tensor([[3.0, 1.0], [0.0, 2.0]])
+    assert bs.r1_with_replaced_own(scores, torch.tensor([0, 1]), torch.tensor([0.5, 2.5])) == 50.0
+    assert scores[0, 0] == 3.0   # the caller's matrix is left as it was
