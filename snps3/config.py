@@ -72,6 +72,7 @@ class ModelConfig:
     visual_tokens: str = "clip"         # clip: one pooled token per clip; grid2 / grid4: a 2x2 / 4x4 spatial grid of tokens per clip (keeps where things are)
     early_stage: int = -1               # >= 0: also the spatial max of this backbone stage (timm `feature_info` index; lite0: 1 = 24 ch, 2 = 40 ch) in every visual token, where colour and small objects survive; -1 off
     early_motion: bool = False          # with early_stage: every clip token also carries how far each channel of that stage moved since the previous clip (its spatial soft-argmax, in cells of the stage's map; zero for the first clip), so motion is a pattern of one token and the tokens' mean carries the net displacement
+    token_noise: float = 0.0            # training only: Gaussian noise on every visual token's backbone features before the projection, std = this x the token's own feature std (`feature_noise`): an augmentation against memorising the few training clips; 0 off
     # tiny text trunk (text_model: tiny), for tests
     tiny_hidden_size: int = 32
     tiny_num_layers: int = 2
@@ -82,6 +83,7 @@ class ModelConfig:
         if self.cross_pooler_init not in ("fresh", "copy"): raise ValueError(f"model.cross_pooler_init must be fresh|copy, got {self.cross_pooler_init!r}")
         if self.visual_tokens not in ("clip", "grid2", "grid4"): raise ValueError(f"model.visual_tokens must be clip|grid2|grid4, got {self.visual_tokens!r}")
         if self.early_stage < -1: raise ValueError(f"model.early_stage must be a stage index >= 0, or -1 for off; got {self.early_stage}")
+        if not self.token_noise >= 0: raise ValueError(f"model.token_noise is a std relative to each token's features and must be >= 0 (0: off), got {self.token_noise}")
         if self.early_motion and self.early_stage < 0: raise ValueError("model.early_motion tracks the channels of model.early_stage: set model.early_stage (lite0: 1) or model.early_motion=false")
         if self.tiny_hidden_size % self.tiny_num_heads:
             raise ValueError(f"model.tiny_hidden_size ({self.tiny_hidden_size}) must be divisible by model.tiny_num_heads ({self.tiny_num_heads})")

@@ -19,8 +19,8 @@ from ..config import ModelConfig
 # %% auto #0
 __all__ = ['BACKBONES', 'TinyBackbone', 'efficientnet_lite0_file', 'efficientnet_lite0_filter_fn', 'read_state_dict',
            'hub_offline', 'create_vision_backbone', 'pool_features', 'grid_features', 'stage_channels',
-           'early_features', 'early_centroids', 'clip_motion', 'VisualOutput', 'embedding_mlp', 'VideoEncoder',
-           'token_projections']
+           'early_features', 'early_centroids', 'clip_motion', 'feature_noise', 'VisualOutput', 'embedding_mlp',
+           'VideoEncoder', 'token_projections']
 
 # %% ../../nbs/04_models.vision.ipynb #ea089d56
 BACKBONES = ("efficientnet_lite0", "resnet50", "pvt_v2_b2", "swin3d_t", "swin3d_s", "swin3d_b", "tiny")
@@ -223,6 +223,15 @@ def clip_motion(pos: torch.Tensor, # [B,N,...,K] per-clip positions (e.g. `early
     both = (mask[:, 1:] & mask[:, :-1]).view(*mask.shape[:1], -1, *[1] * (pos.ndim - 2))   # [B,N-1,1..]
     return torch.cat([torch.zeros_like(pos[:, :1]), (pos[:, 1:] - pos[:, :-1]) * both], 1)
 
+def feature_noise(feats: torch.Tensor, # [...,C] features of each token (zero rows: padded tokens)
+                  sigma: float, # noise std relative to each token's own feature std (`model.token_noise`)
+                  generator: torch.Generator | None = None # for a reproducible draw; None: the global generator
+                 ) -> torch.Tensor:
+    "feats + sigma · std(token's features) · N(0, 1): [...,C] -> [...,C]; a zero (padded) token stays zero."
+    if sigma == 0: return feats
+    z = torch.randn(feats.shape, generator=generator, device=feats.device, dtype=feats.dtype)   # [...,C]
+    return feats + sigma * feats.std(-1, keepdim=True) * z
+
 # %% ../../nbs/04_models.vision.ipynb #330e5f21
 @dataclass
 class VisualOutput:
@@ -254,6 +263,7 @@ class VideoEncoder(nn.Module):
         self.motion_c = 2 * early_c if cfg.early_motion else 0           # model.early_motion: x, y of each early channel
         self.motion_scale = (self.num_features / self.motion_c) ** 0.5 if self.motion_c else 0.0
         self.feature_dim = self.num_features + early_c + self.motion_c   # C (+ C' early-stage channels) (+ 2C' their motion) per token
+        self.token_noise = cfg.token_noise                               # model.token_noise: training-time feature noise, 0 off
         self.proj = nn.Linear(self.feature_dim, hidden_size)             # C(+C')(+2C') -> D, the only projection of the tokens
         self.emb_head = embedding_mlp(hidden_size, hidden_size, cfg.embed_dim)  # D -> D -> E
         self.global_proj = nn.Linear(cfg.embed_dim, hidden_size) if cfg.global_video_token else None   # E -> D, the clip embedding as a token
@@ -308,7 +318,8 @@ class VideoEncoder(nn.Module):
     def from_features(self, feats: torch.Tensor, # [B,N*G,C] from `features` (e.g. cached: a frozen backbone's features never change)
                       tmask: torch.Tensor # [B,N*G] bool
                      ) -> VisualOutput:
-        "Project the features once to D and embed the masked mean of the tokens."
+        "Project the features once to D (with `model.token_noise` in training: `feature_noise` first) and embed the masked mean of the tokens."
+        if self.training and self.token_noise: feats = feature_noise(feats, self.token_noise)   # [B,N*G,C] augmented (model.token_noise)
         tokens = self.proj(feats) * tmask[..., None]                      # [B,N*G,D] zero at padded clips
         pooled = tokens.sum(1) / tmask.sum(1, keepdim=True).clamp(min=1)  # [B,D] masked mean over tokens
         emb = F.normalize(self.emb_head(pooled), dim=-1)                  # video_emb [B,E]
