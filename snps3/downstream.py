@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import Config, config_hash, load_config, save_config
 from .core import atomic_write_json, get_device, seed_everything
-from .eval import mc_accuracy, qa_accuracy, retrieval_metrics
+from .eval import mc_accuracy, paired_recall_gap, qa_accuracy, retrieval_metrics
 from .models.snp import SNPModel
 from .checkpoint import read_safetensors, resolve_checkpoint
 from .distributed import DistInfo
@@ -324,13 +324,17 @@ def retrieval_scores(model: SNPModel, queries: dict, gallery: Gallery, rerank_k:
 
 def retrieval_report(scores: dict, gt: list[list[int]], ties: str = "pessimistic") -> dict:
     """R@1/5/10, MedR, MeanR and tied queries both ways from the dual score, from the cross score alone (`cross/`), and from the sum of
-    both heads' logits on the reranked pairs (`fused/`: cross + sim/τ, as BLIP ranks its top-k); `ties`: see `retrieval_metrics`."""
+    both heads' logits on the reranked pairs (`fused/`: cross + sim/τ, as BLIP ranks its top-k); `ties`: see `retrieval_metrics`.
+    `cross-dual/t2v/R@1` (with `_lo95` / `_hi95`): cross minus dual R@1 and its 95 % paired bootstrap interval (`paired_recall_gap`)."""
     out = {f"dual/{k}": v for k, v in retrieval_metrics(scores["dual"], gt, ties).items()}
     for name in ("cross", "fused"):
         if f"{name}_t2v" not in scores: continue
         t2v = retrieval_metrics(scores[f"{name}_t2v"], gt, ties); v2t = retrieval_metrics(scores[f"{name}_v2t"], gt, ties)
         out.update({f"{name}/{k}": v for k, v in t2v.items() if k.startswith("t2v")})
         out.update({f"{name}/{k}": v for k, v in v2t.items() if k.startswith("v2t")})
+    if "cross_t2v" in scores:                                                           # is the cross head's lead / lag more than the draw of captions?
+        gap = paired_recall_gap(scores["cross_t2v"], scores["dual"], gt, 1, ties)
+        out.update({"cross-dual/t2v/R@1": gap["diff"], "cross-dual/t2v/R@1_lo95": gap["lo95"], "cross-dual/t2v/R@1_hi95": gap["hi95"]})
     return out
 
 # %% ../nbs/08a_downstream.ipynb #65e73815

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['retrieval_ranks', 'tied_queries', 'retrieval_metrics', 'qa_accuracy', 'mc_accuracy']
+__all__ = ['retrieval_ranks', 'tied_queries', 'retrieval_metrics', 'paired_recall_gap', 'qa_accuracy', 'mc_accuracy']
 
 # %% ../nbs/08_eval.ipynb #fe40a61e
 def _gt_mask(gt, # list[list[int]] (or list[int]) of ground-truth columns per query, or BoolTensor [Nq,Ng]
@@ -84,6 +84,25 @@ def retrieval_metrics(sim: torch.Tensor, # [Nt,Nv] caption-video scores
     out.update(_rank_summary(retrieval_ranks(v_sim, v_mask, ties), "v2t"))
     out.update({"t2v/tied": tied_queries(sim, mask), "v2t/tied": tied_queries(v_sim, v_mask)})
     return out
+
+# %% ../nbs/08_eval.ipynb #5b87e005
+def paired_recall_gap(sim_a: torch.Tensor, # [Nq,Ng] one scorer's scores (e.g. the cross-reranked matrix)
+                      sim_b: torch.Tensor, # [Nq,Ng] another's over the same queries and gallery (e.g. the dual score)
+                      gt, # list[list[int]] ground truth per query, or BoolTensor [Nq,Ng]
+                      k: int = 1, # the recall cut-off
+                      ties: str = "pessimistic", # as `retrieval_ranks`
+                      n_boot: int = 2000, # bootstrap resamples of the queries
+                      seed: int = 0 # of the resampling (the interval is reproducible)
+                     ) -> dict:
+    """R@k of a minus R@k of b (percentage points) with a 95 % paired bootstrap interval over the queries: on a small test set
+    (77 captions: R@1 has a standard error near 5.6 points) it says whether a gap between two heads is more than the draw of queries."""
+    hit_a = (retrieval_ranks(sim_a, gt, ties) <= k).float()                             # [Nq] 1 where a finds it in its top k
+    hit_b = (retrieval_ranks(sim_b, gt, ties) <= k).float()                             # [Nq]
+    d = hit_a - hit_b                                                                   # [Nq] in {-1, 0, 1}
+    idx = torch.randint(len(d), (n_boot, len(d)), generator=torch.Generator().manual_seed(seed))   # [n_boot,Nq]
+    boots = 100.0 * d[idx].mean(1)                                                      # [n_boot]
+    lo, hi = torch.quantile(boots, torch.tensor([0.025, 0.975])).tolist()
+    return {"diff": 100.0 * d.mean().item(), "lo95": lo, "hi95": hi}
 
 # %% ../nbs/08_eval.ipynb #439a3169
 def qa_accuracy(pred, # LongTensor or list [Q] predicted answer ids
