@@ -10,7 +10,7 @@ Printed, per head (cross = the matching head, dual = the embeddings' cosine):
   the background to recognise the clip; of the order of 1: it does.
 - text->video R@1 with the original gallery, and with every caption's own clip replaced by its re-rendered version
   (the rest of the gallery unchanged; the cross head reranks the same dual top-16 plus the replaced own clip).
-The re-rendered clips are written under --out (not into the data root) and reused by a rerun."""
+The re-rendered clips are written under --out/bgswap/ (not into the data root), afresh on every run."""
 import argparse, json, os, random
 from dataclasses import replace
 from pathlib import Path
@@ -78,10 +78,9 @@ def main(argv=None):
     swapped = []
     for i, c in enumerate(clips):
         r, bg = rows[c], rows[clips[perm[i]]]
-        name = f"bgswap/{Path(c).name}"
-        if not (a.out / name).exists():
-            scene = Scene(objects=tuple(SceneObject(**o) for o in r["objects"]), photo=bg["photo"], crop=tuple(bg["crop"]), num_frames=r["num_frames"])
-            _write_clip(a.out / name, scene, photos)
+        name = f"bgswap/{Path(c).stem}_on_{Path(clips[perm[i]]).stem}.mp4"            # rendered afresh: never a stale file
+        scene = Scene(objects=tuple(SceneObject(**o) for o in r["objects"]), photo=bg["photo"], crop=tuple(bg["crop"]), num_frames=r["num_frames"])
+        _write_clip(a.out / name, scene, photos)
         swapped.append(name)
     dev, tok = torch.device("cpu"), load_tokenizer(cfg.model.text_model)
     g0 = encode_gallery(model, clips, cfg, dev)
