@@ -50,7 +50,7 @@ def background_reliance(own: torch.Tensor, # [n] each caption's score with its o
     return float(((own - swapped) / spread.clamp_min(1e-9)).mean())
 
 
-def r1_with_replaced_own(scores: torch.Tensor, # [n,V] a head's scores (-inf where not scored)
+def r1_with_replaced_own(scores: torch.Tensor, # [n,V] a head's scores (unscored entries below every scored one)
                          own: torch.Tensor, # LongTensor [n] own clip column
                          replaced: torch.Tensor # [n] the score of the own clip's re-rendered version
                         ) -> float:
@@ -64,7 +64,7 @@ def main(argv=None):
     from snps3.data.datasets import retrieval_pairs
     from snps3.data.synthetic import Scene, SceneObject, _write_clip, load_photos
     from snps3.data.text import load_tokenizer
-    from snps3.downstream import _eval_records, cross_pair_scores, encode_gallery, encode_queries, load_for_eval, topk_pairs
+    from snps3.downstream import _eval_records, cross_pair_scores, encode_gallery, encode_queries, load_for_eval, reranked, topk_pairs
     a = parse_args(argv)
     path = a.data / "scenes.jsonl"
     if not path.is_file(): raise SystemExit(f"{path}: no scenes.jsonl (make it with data_prep/make_synthetic.py)")
@@ -89,9 +89,9 @@ def main(argv=None):
     own = torch.tensor([g[0] for g in gt]); n = len(caps)
     own_pairs = torch.stack([torch.arange(n), own], 1)                                 # [n,2]
     sim = q["emb"] @ g0.emb.T                                                           # [n,V]
-    k = min(a.rerank_k, sim.shape[1]); top = sim.topk(k, 1).indices                     # [n,k]
-    pairs = topk_pairs(sim, k, 1)                                                       # [n*k,2]
-    cross = torch.full_like(sim, -torch.inf); cross[pairs[:, 0], pairs[:, 1]] = cross_pair_scores(model, q, g0, pairs, dev)
+    k = min(a.rerank_k, sim.shape[1]); pairs = topk_pairs(sim, k, 1)                    # [n*k,2] each caption's dual top k
+    top = pairs[:, 1].view(n, k)                                                        # [n,k]
+    cross = reranked(sim, pairs, cross_pair_scores(model, q, g0, pairs, dev))           # [n,V] as `snps3 eval` reranks
     c_own, c_sw = cross_pair_scores(model, q, g0, own_pairs, dev), cross_pair_scores(model, q, g1, own_pairs, dev)
     d_own, d_sw = (q["emb"] * g0.emb[own]).sum(1), (q["emb"] * g1.emb[own]).sum(1)
     print(f"{a.checkpoint}: {n} captions, {len(clips)} clips; own clip re-rendered on another test clip's background (seed {a.seed})")
