@@ -14,8 +14,15 @@
 4. What the matching head trains on: the share of hard negatives (drawn as training draws them, ∝ softmax(dual sim /
    loss.negative_temperature) among the other clips of a random batch of --batch-size) whose number of objects differs
    from the positive's, against a uniform draw. This checkpoint's dual score stands in for the one of training time.
-The split's gallery is the first --max-clips clips, as `snps3 eval` uses them (eval.max_clips)."""
-import argparse, collections, json, os
+5. Which candidates the cross head loses on: each caption's own clip against the dual's top --rerank-k other clips (the
+   candidates the evaluation reranks), the share of those pairs each head orders right, by the negative's dual rank
+   (1-2, 3-4, 5-8, 9-16) and by what it changes, and R@1 among the own clip and those negatives. Run it on --split train
+   too (--max-clips 0 --captions 300): a head that trails there as well underfits the ranking, it does not overfit.
+The split's gallery is the first --max-clips clips, as `snps3 eval` uses them (eval.max_clips; 0: all). --parts picks
+the measurements (part 2 scores every caption with every clip: keep it to the test split).
+
+    python data_prep/cross_diagnostics.py runs/finetune_retrieval --split train --max-clips 0 --captions 300 --parts 5"""
+import argparse, collections, json, math, os
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +42,9 @@ def parse_args(argv=None):
     ap.add_argument("--split", default="test", help="retrieval_<split>.jsonl (default test)")
     ap.add_argument("--max-clips", type=int, default=60, help="gallery size: the first N clips of the split (default 60, as eval)")
     ap.add_argument("--batch-size", type=int, default=16, help="batch size of the negative draws of part 4 (default 16, the demo's)")
+    ap.add_argument("--rerank-k", type=int, default=16, help="negatives per caption in part 5 (default 16, as eval.rerank_k)")
+    ap.add_argument("--captions", type=int, default=0, help="part 5: a random sample of this many captions (seed 0; default 0: all)")
+    ap.add_argument("--parts", default="1,2,3,4,5", help="comma-separated parts to run (default all)")
     return ap.parse_args(argv)
 
 
@@ -110,12 +120,49 @@ def count_shift_shares(sim: torch.Tensor, # [Nt,Nv] dual similarities
     return 100 * drawn / n, 100 * uniform / n
 
 
+RANK_BUCKETS = ((1, 2), (3, 4), (5, 8), (9, 16))
+
+
+def wins_by_bucket(own: torch.Tensor, # [Nt] a head's score of each caption with its own clip
+                   neg: torch.Tensor, # [Nt,K] its scores of the caption's K negatives, in the dual's rank order (column r-1 = rank r)
+                   buckets=RANK_BUCKETS) -> dict:
+    "Share (%) of (caption, negative) pairs with the own clip strictly above the negative, per bucket of dual ranks (1-based, inclusive)."
+    win = own[:, None] > neg                                                               # [Nt,K]
+    out = {}
+    for lo, hi in buckets:
+        if lo <= neg.shape[1]: out[(lo, hi)] = 100 * win[:, lo - 1:hi].float().mean().item()
+    return out
+
+
+def wins_by_change(own: torch.Tensor, neg: torch.Tensor, # [Nt], [Nt,K] as in `wins_by_bucket`
+                   changes: list[list[str]] # [Nt][K] what each negative changes (`scene_change` of the own clip's scene)
+                  ) -> dict:
+    "{change: (pairs, share (%) ordered right)} over all (caption, negative) pairs."
+    acc = collections.defaultdict(lambda: [0, 0])
+    for i, row in enumerate(changes):
+        for r, c in enumerate(row): acc[c][0] += 1; acc[c][1] += int(own[i] > neg[i, r])
+    return {c: (n, 100 * w / n) for c, (n, w) in acc.items()}
+
+
+def change_kind(change: str) -> str:
+    "Group `scene_change` labels: 'count' for another number of objects, '<attr>' for one attribute, 'N attributes' for several."
+    if change.startswith("count"): return "count"
+    return change if "+" not in change else f"{change.count('+') + 1} attributes"
+
+
+def rerank_candidates(sim: torch.Tensor, # [Nt,Nv] dual similarities
+                      own: list[int], # the own clip of each caption
+                      k: int) -> torch.Tensor:
+    "LongTensor [Nt,k]: each caption's top-k clips by the dual score, its own clip left out, in rank order."
+    masked = sim.clone(); masked[torch.arange(len(own)), torch.tensor(own)] = -math.inf
+    return masked.topk(min(k, sim.shape[1] - 1), 1).indices
+
+
 def main(argv=None):
     args = parse_args(argv)
     from snps3.data.datasets import retrieval_pairs
-    from snps3.data.synthetic import COLOURS, SHAPES
     from snps3.data.text import load_tokenizer
-    from snps3.downstream import _eval_records, cross_pair_scores, encode_gallery, encode_queries, load_for_eval
+    from snps3.downstream import _eval_records, encode_gallery, encode_queries, load_for_eval
     torch.set_grad_enabled(False)
     model, cfg, _ = load_for_eval(args.checkpoint)
     cfg = replace(cfg, task="retrieval", data=replace(cfg.data, root=str(args.data)), eval=replace(cfg.eval, split=args.split, max_clips=args.max_clips))
@@ -132,14 +179,27 @@ def main(argv=None):
     first = [g[0] for g in gt]
     print(f"{args.checkpoint}: retrieval_{args.split}, {len(caps)} captions, {len(clips)} clips")
 
+    parts = {int(p) for p in args.parts.split(",") if p.strip()}
+    sim = queries["emb"] @ gallery.emb.T                                                   # [Nt,Nv]
+    if 1 in parts: part_words(model, tok, caps, first, gallery)
+    if 2 in parts: part_exact(model, queries, gallery, caps, clips, first, scenes, sim, dev)
+    if 3 in parts: part_oracle(clips, first, scenes)
+    if 4 in parts: part_draws(sim, clips, first, scenes, cfg, args)
+    if 5 in parts: part_rerank(model, queries, gallery, caps, clips, first, gt, scenes, sim, dev, args)
+
+
+def part_words(model, tok, caps, first, gallery):
+    from snps3.data.synthetic import COLOURS, SHAPES
     print("\n1. masked-word prediction (%): cross pass with its own clip / with another clip / text-only pass")
     vocab = {"colour": set(COLOURS), "shape": set(SHAPES)}
     chance = {"colour": 100 / len(COLOURS), "shape": 100 / len(SHAPES)}
     for c, (n, own, other, text) in word_prediction(model, tok, caps, first, gallery.tokens, gallery.mask, vocab).items():
         print(f"   {c:7s} n={n:4d}  {own:5.1f} / {other:5.1f} / {text:5.1f}   (chance {chance[c]:.1f})")
 
+
+def part_exact(model, queries, gallery, caps, clips, first, scenes, sim, dev):
+    from snps3.downstream import cross_pair_scores
     print("\n2. exact t2v R@1 (every caption x every clip)")
-    sim = queries["emb"] @ gallery.emb.T                                                   # [Nt,Nv]
     pairs = torch.cartesian_prod(torch.arange(len(caps)), torch.arange(len(clips)))        # [Nt*Nv,2]
     cross = cross_pair_scores(model, queries, gallery, pairs, dev).view(len(caps), len(clips))
     n_obj = [len(scenes[clips[g]]["objects"]) for g in first]
@@ -158,15 +218,44 @@ def main(argv=None):
             for i in (i for i in range(len(caps)) if top[i] == hub and first[i] != hub):
                 print(f"           {caps[i]!r} [{describe(scenes[clips[first[i]]])}]  {M[i, hub]:.2f} / {M[i, first[i]]:.2f}")
 
+
+def part_oracle(clips, first, scenes):
     print("\n3. oracle R@1 blind to ... (ties at random)")
     for blind in ((), ("action",), ("colour",), ("shape",)):
         print(f"   {'+'.join(blind) or 'nothing':8s} {blind_oracle_r1([clips[f] for f in first], clips, scenes, blind):5.1f}")
 
+
+def part_draws(sim, clips, first, scenes, cfg, args):
     tau = cfg.loss.negative_temperature
     print(f"\n4. hard negatives with another number of objects (%), drawn ∝ softmax(dual sim / {tau}) in batches of {args.batch_size}")
     counts = torch.tensor([len(scenes[c]["objects"]) for c in clips])
     drawn, uniform = count_shift_shares(sim, first, counts, tau, args.batch_size, draws=50)
     print(f"   dual-drawn {drawn:5.1f}   uniform {uniform:5.1f}")
+
+
+def part_rerank(model, queries, gallery, caps, clips, first, gt, scenes, sim, dev, args):
+    from snps3.downstream import cross_pair_scores
+    rows = list(range(len(caps)))
+    if args.captions and args.captions < len(caps):
+        rows = sorted(torch.randperm(len(caps), generator=torch.Generator().manual_seed(0))[:args.captions].tolist())
+    own = [first[i] for i in rows]
+    s = sim[rows]                                                                          # [n,Nv]
+    for j, i in enumerate(rows): s[j, [g for g in gt[i] if g != first[i]]] = -math.inf   # other clips of the same caption are no negatives
+    cand = rerank_candidates(s, own, args.rerank_k)                                        # [n,K]
+    K = cand.shape[1]
+    pairs = torch.cat([torch.stack([torch.tensor(rows), torch.tensor(own)], 1),
+                       torch.stack([torch.tensor(rows).repeat_interleave(K), cand.flatten()], 1)])   # [n + n*K,2]
+    cr = cross_pair_scores(model, queries, gallery, pairs, dev)
+    heads = {"dual": (sim[rows, own], sim[torch.tensor(rows)[:, None], cand]), "cross": (cr[:len(rows)], cr[len(rows):].view(len(rows), K))}
+    changes = [[change_kind(scene_change(scenes[clips[o]], scenes[clips[c]])) for c in cand[j].tolist()] for j, o in enumerate(own)]
+    print(f"\n5. own clip vs the dual's top {K} other clips, {len(rows)} captions: pairs ordered right (%), by the negative's dual rank")
+    for name, (o, n) in heads.items():
+        r1 = 100 * (o[:, None] > n).all(1).float().mean().item()
+        print(f"   {name:5s} R@1 among the {K + 1}: {r1:5.1f}   " + "  ".join(f"rank {lo}-{hi} {w:5.1f}" for (lo, hi), w in wins_by_bucket(o, n).items()))
+    print("   by what the negative changes (pairs; dual / cross ordered right):")
+    d, c = wins_by_change(*heads["dual"], changes), wins_by_change(*heads["cross"], changes)
+    for kind in sorted(d, key=lambda x: -d[x][0]):
+        print(f"     {kind:14s} n={d[kind][0]:5d}  {d[kind][1]:5.1f} / {c[kind][1]:5.1f}")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ class LossConfig:
     reverse_negatives: bool = False     # hard_k: one more negative per caption, its own clip's tokens in reverse time order (a "test of time" negative: the same objects, the opposite motion); needs one token per clip (model.visual_tokens=clip, no global_video_token). Measured (README): alone it teaches no motion, pooled tokens look alike in either order
     negative_bank: bool = False         # hard_k: draw the caption-anchored hard negatives from every training item (cached frozen-backbone features; needs model.freeze_vision), the candidates the cross head reranks at test, not only the micro-batch (measured on the demo: no gain, README)
     negative_rescore: int = 0           # hard_k: draw this many candidates (> hard_k) by the dual, score them with the cross head (no gradient) and train on hard_k of them drawn ∝ softmax(cross score): the negatives the cross head itself confuses, as at test, where it reranks the dual's top-k. 0 = off (measured on the demo: no R@1 gain, README)
+    random_k: int = 0                   # hard_k: this many more negatives per caption drawn uniformly from the rest of the micro-batch (not the hard ones again): the dual's hard negatives are all alike, while at test the cross head reranks the dual's whole top-k, easy clips included. 0 = off
     negative_temperature: float = 0.05  # hard negatives / ITM false captions are drawn ∝ softmax(dual sim / this); the contrastive τ by default
     itm: bool = True                    # image/video-text matching with false captions
     swap_negatives: bool = False        # false captions (ITM, clip→caption matching) = the caption with its masked significant words replaced by the cross-pass MLM head's guesses (ELECTRA-style)
@@ -142,6 +143,8 @@ class LossConfig:
         if self.negative_bank and self.cross_match != "hard_k": raise ValueError(f"loss.negative_bank draws the hard_k negatives: it needs loss.cross_match=hard_k, got {self.cross_match!r}")
         if self.negative_rescore and (self.cross_match != "hard_k" or self.negative_rescore <= self.hard_k):
             raise ValueError(f"loss.negative_rescore={self.negative_rescore} picks loss.hard_k={self.hard_k} negatives out of more candidates: it needs loss.cross_match=hard_k (got {self.cross_match!r}) and a value > hard_k, or 0 (off)")
+        if self.random_k < 0: raise ValueError(f"loss.random_k must be >= 0, got {self.random_k}")
+        if self.random_k and self.cross_match != "hard_k": raise ValueError(f"loss.random_k adds negatives to the hard_k ones: it needs loss.cross_match=hard_k, got {self.cross_match!r}")
         if self.negative_temperature <= 0: raise ValueError(f"loss.negative_temperature must be > 0, got {self.negative_temperature}")
         if self.mlm_warmup < 0 or self.mlm_ramp < 0: raise ValueError(f"loss.mlm_warmup and loss.mlm_ramp are step counts >= 0, got {self.mlm_warmup}, {self.mlm_ramp}")
         if not 0 < self.mask_prob < 1: raise ValueError(f"loss.mask_prob must be in (0, 1), got {self.mask_prob}")

@@ -76,6 +76,30 @@ def test_scene_change_names_count_and_nesting():
 def load_background_swap(): return load_script("background_swap")
 
 
+def test_rerank_wins_by_rank_and_change_by_hand():
+    diag = load_diagnostics()
+    # 2 captions, 4 negatives each in dual rank order; caption 0's own score 1.0 beats ranks 2 and 4, caption 1's 0.0 beats rank 3 only
+    own = torch.tensor([1.0, 0.0])
+    neg = torch.tensor([[2.0, 0.5, 1.0, -1.0],    # rank 3 ties the own clip: a tie is not a win
+                        [1.0, 0.5, -0.5, 0.1]])
+    got = diag.wins_by_bucket(own, neg, buckets=((1, 2), (3, 4), (5, 8)))
+    assert got == {(1, 2): pytest.approx(100 * 1 / 4), (3, 4): pytest.approx(100 * 2 / 4)}   # (5, 8) lies past K = 4: left out
+    changes = [["colour", "count", "colour", "2 attributes"], ["count", "colour", "count", "action"]]
+    by = diag.wins_by_change(own, neg, changes)
+    assert by["colour"] == (3, 0.0) and by["count"] == (3, pytest.approx(100 * 2 / 3))   # colour: ranks 1, 3 of caption 0, 2 of 1: all lost
+    assert by["2 attributes"] == (1, 100.0) and by["action"] == (1, 0.0)
+    assert [diag.change_kind(c) for c in ("count 1->2 nested", "colour", "colour+action", "shape+size+action")] == \
+        ["count", "colour", "2 attributes", "3 attributes"]
+
+
+def test_rerank_candidates_leave_out_the_own_clip():
+    diag = load_diagnostics()
+    sim = torch.tensor([[0.9, 0.1, 0.5, 0.7],
+                        [0.2, 0.8, 0.6, 0.1]])
+    assert diag.rerank_candidates(sim, [0, 2], 2).tolist() == [[3, 2], [1, 0]]
+    assert diag.rerank_candidates(sim, [0, 2], 10).shape == (2, 3)                  # at most every other clip
+
+
 def test_foreign_backgrounds_gives_every_clip_another_photo():
     bs = load_background_swap()
     photos = ["grass", "grass", "rocket", "rocket", "camera"]
