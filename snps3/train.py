@@ -25,7 +25,7 @@ from .checkpoint import (
 from .objectives import (
     StepContext, step_generator, global_mean, mlm_trunk_grad, mlm_term, lvwm_term, attentive_remask, swap_significant,
     attention_received, same_pair_mask, matching_terms, pretrain_losses, shared_parameters, loss_grad_norms, balance_scales,
-    NegativeBank, bank_exclusion, bank_negatives, pick_by_score, rescore_negatives, reverse_clips)
+    NegativeBank, bank_exclusion, bank_negatives, pick_by_score, rescore_negatives, reverse_clips, add_random_negatives)
 
 # %% auto #0
 __all__ = ['param_groups', 'fresh_modules', 'get_lr', 'significant_words', 'PretrainData', 'build_pretrain_data', 'clip_index',
