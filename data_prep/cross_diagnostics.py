@@ -1,4 +1,4 @@
-"""Where the cross head loses to the dual score on the embedded benchmark: three measurements of one checkpoint.
+"""Where the cross head loses to the dual score on the embedded benchmark: five measurements of one checkpoint.
 
     python data_prep/cross_diagnostics.py runs/finetune_retrieval [--data data/synthetic] [--split test] [--max-clips 60]
 
