@@ -71,6 +71,7 @@ class ModelConfig:
     global_video_token: bool = False    # one more visual token for the cross pass: the dual's clip embedding projected to D (the fusion sees what contrastive learning made discriminative, as ALBEF's fusion sees the ViT [CLS]; measured on the demo: fusion learns slower, cross R@1 10.4 vs 35.1)
     visual_tokens: str = "clip"         # clip: one pooled token per clip; grid2 / grid4: a 2x2 / 4x4 spatial grid of tokens per clip (keeps where things are)
     early_stage: int = -1               # >= 0: also the spatial max of this backbone stage (timm `feature_info` index; lite0: 1 = 24 ch, 2 = 40 ch) in every visual token, where colour and small objects survive; -1 off
+    early_weight: float = 1.0           # with early_stage: the early part of every token is scaled by √(C/C') × this (1: both parts weigh alike). Measured (prototype, two seeds, issue 8 note): at 3 the dual R@1 rose 57.1 -> 68.8 and 62.3 -> 64.9, the cross head did not
     early_motion: bool = False          # with early_stage: every clip token also carries how far each channel of that stage moved since the previous clip (its spatial soft-argmax, in cells of the stage's map; zero for the first clip), so motion is a pattern of one token and the tokens' mean carries the net displacement
     token_noise: float = 0.0            # training only: Gaussian noise on every visual token's backbone features before the projection, std = this x the token's own feature std (`feature_noise`): an augmentation against memorising the few training clips; 0 off
     # tiny text trunk (text_model: tiny), for tests
@@ -82,6 +83,7 @@ class ModelConfig:
         if self.architecture not in ("snp", "p3e"): raise ValueError(f"model.architecture must be 'snp' or 'p3e', got {self.architecture!r}")
         if self.cross_pooler_init not in ("fresh", "copy"): raise ValueError(f"model.cross_pooler_init must be fresh|copy, got {self.cross_pooler_init!r}")
         if self.visual_tokens not in ("clip", "grid2", "grid4"): raise ValueError(f"model.visual_tokens must be clip|grid2|grid4, got {self.visual_tokens!r}")
+        if self.early_weight <= 0: raise ValueError(f"model.early_weight must be > 0, got {self.early_weight}")
         if self.early_stage < -1: raise ValueError(f"model.early_stage must be a stage index >= 0, or -1 for off; got {self.early_stage}")
         if not self.token_noise >= 0: raise ValueError(f"model.token_noise is a std relative to each token's features and must be >= 0 (0: off), got {self.token_noise}")
         if self.early_motion and self.early_stage < 0: raise ValueError("model.early_motion tracks the channels of model.early_stage: set model.early_stage (lite0: 1) or model.early_motion=false")

@@ -259,7 +259,7 @@ class VideoEncoder(nn.Module):
         self.early = cfg.early_stage                                     # model.early_stage: -1 off
         if self.early >= 0 and self.is_3d: raise ValueError(f"model.early_stage needs a 2-D backbone; {cfg.vision_backbone} is a video network: set model.early_stage=-1")
         early_c = stage_channels(self.backbone, self.early) if self.early >= 0 else 0
-        self.early_scale = (self.num_features / early_c) ** 0.5 if early_c else 0.0
+        self.early_scale = (self.num_features / early_c) ** 0.5 * cfg.early_weight if early_c else 0.0   # model.early_weight: the early part's weight
         self.motion_c = 2 * early_c if cfg.early_motion else 0           # model.early_motion: x, y of each early channel
         self.motion_scale = (self.num_features / self.motion_c) ** 0.5 if self.motion_c else 0.0
         self.feature_dim = self.num_features + early_c + self.motion_c   # C (+ C' early-stage channels) (+ 2C' their motion) per token
