@@ -271,8 +271,9 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
             flat = (torch.arange(B)[:, None] * m + keep).flatten().to(neg_tokens.device)      # [B*k] rows of the [B*m] candidates
             neg_tokens, neg_mask, neg_sim, k = neg_tokens[flat], neg_mask[flat], neg_sim.gather(1, keep.to(neg_sim.device)), L.hard_k
         if L.cross_match == "hard_k" and L.random_k:                            # loss.random_k: easy negatives too, uniform over the micro-batch
-            neg_tokens, neg_mask, neg_sim = add_random_negatives(vis, sim, rows, same, None if ctx.bank is not None else negs, neg_tokens, neg_mask, neg_sim,
-                                                                 L.random_k, step_generator(ctx.cfg.train.seed, ctx.step, 8), ctx)
+            if ctx.bank is not None: tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)   # [Bg,N,D], [Bg,N] (gathered above otherwise)
+            neg_tokens, neg_mask, neg_sim = add_random_negatives(tokens_all, mask_all, sim, rows, same, None if ctx.bank is not None else negs, neg_tokens, neg_mask,
+                                                                 neg_sim, L.random_k, step_generator(ctx.cfg.train.seed, ctx.step, 8))
             k = neg_sim.shape[1]
         neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), neg_tokens, neg_mask)
         pos_s, neg_s = model.match_score(pos_cross.pooled).float(), model.match_score(neg.pooled).float().view(B, k)  # [B], [B,k]
@@ -308,17 +309,19 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
     return losses, logs
 
 # %% ../nbs/06c_objectives.ipynb #7dee73df
-def add_random_negatives(vis, sim: torch.Tensor, # [Bg,Bg] dual similarity of the global micro-batch (captions x clips)
+def add_random_negatives(tokens_all: torch.Tensor, # [Bg,N,D] the global micro-batch's visual tokens (`gather_with_grad`)
+                         mask_all: torch.Tensor, # [Bg,N]
+                         sim: torch.Tensor, # [Bg,Bg] dual similarity of the global micro-batch (captions x clips)
                          rows: torch.Tensor, # LongTensor [B] this rank's rows of the global micro-batch
                          same: torch.Tensor, # BoolTensor [Bg,Bg] pairs never used as negatives (`same_pair_mask`)
                          hard: torch.Tensor | None, # LongTensor [B,m] the micro-batch columns already drawn as hard negatives (None: they came from a bank)
                          neg_tokens: torch.Tensor, # [B*m,N,D] their visual tokens (caption-major)
                          neg_mask: torch.Tensor, # [B*m,N]
                          neg_sim: torch.Tensor, # [B,m] their dual similarity
-                         r: int, generator: torch.Generator, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         r: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """loss.random_k: r more negatives per caption, uniform over the micro-batch clips that are neither its positive, nor excluded
     (`same`), nor already drawn, appended after each caption's hard ones: tokens [B*(m+r),N,D], mask [B*(m+r),N], dual sim [B,m+r]."""
-    from snps3.losses import sample_hard_negatives, gather_with_grad
+    from snps3.losses import sample_hard_negatives
     B, m, Bg = neg_sim.shape[0], neg_sim.shape[1], sim.shape[0]
     base = _allowed_exclusion(same)[rows.cpu()]                                    # [B,Bg] never drawn
     excl = base.clone()
@@ -326,7 +329,6 @@ def add_random_negatives(vis, sim: torch.Tensor, # [Bg,Bg] dual similarity of th
     spent = (excl | F.one_hot(rows.cpu(), Bg).bool()).all(1, keepdim=True)         # [B,1] rows with no clip left: the hard ones may come again
     excl = torch.where(spent, base, excl)
     extra = sample_hard_negatives(torch.zeros(B, Bg), rows.cpu(), r, generator, excl, 1.0)   # [B,r] equal weights: a uniform draw
-    tokens_all, mask_all = gather_with_grad(vis.tokens), gather_no_grad(vis.mask, ctx.dist)     # [Bg,N,D], [Bg,N]
     t = torch.cat([neg_tokens.view(B, m, *neg_tokens.shape[1:]), tokens_all[extra.flatten()].view(B, r, *tokens_all.shape[1:])], 1)  # [B,m+r,N,D]
     msk = torch.cat([neg_mask.view(B, m, -1), mask_all[extra.flatten()].view(B, r, -1)], 1)      # [B,m+r,N]
     s = torch.cat([neg_sim, sim[rows.cpu()[:, None], extra].to(neg_sim.device)], 1)               # [B,m+r]
