@@ -147,7 +147,7 @@ class VideoTextModel:
 
     @torch.no_grad()
     def score(self, texts: list[str], videos, batch_size: int = 64) -> torch.Tensor:
-        "Cross score [Nt,Nv] of every (text, video) pair: the cross pass + matching head; `videos`: paths or `VideoEmbeddings`."
+        "Cross score [Nt,Nv] of every (text, video) pair: the cross pass + matching head (+ `model.cross_residual` × dual cosine); `videos`: paths or `VideoEmbeddings`."
         ve, q = self._embedded(videos), self._queries(texts)
         gallery = Gallery(ve.paths, ve.emb, ve.tokens, ve.mask, list(range(len(ve.paths))), [])
         pairs = torch.cartesian_prod(torch.arange(len(q["emb"])), torch.arange(len(ve)))   # [Nt*Nv,2]

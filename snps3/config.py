@@ -73,6 +73,8 @@ class ModelConfig:
     early_stage: int = -1               # >= 0: also the spatial max of this backbone stage (timm `feature_info` index; lite0: 1 = 24 ch, 2 = 40 ch) in every visual token, where colour and small objects survive; -1 off
     early_weight: float = 1.0           # with early_stage: the early part of every token is scaled by √(C/C') × this (1: both parts weigh alike). Measured (two seeds, README): at 3 the dual R@1 rose 57.1 -> 68.8 and 62.3 -> 64.9, the cross head did not
     early_motion: bool = False          # with early_stage: every clip token also carries how far each channel of that stage moved since the previous clip (its spatial soft-argmax, in cells of the stage's map; zero for the first clip), so motion is a pattern of one token and the tokens' mean carries the net displacement
+    cross_residual: float = 0.0         # the cross encoder's score of a pair = the matching head's logit + this × the pair's dual cosine (20: the dual logit at τ 0.05), in the matching losses and when it reranks, so the head learns a correction to the dual score (BLIP sums the two only at test); 0 = the head alone. Measured (README): see the finetune_retrieval config
+    cross_residual_reset: bool = True   # with cross_residual > 0 and train.restart: the matching head's output layer starts at zero, so the cross score starts as the dual score and the head learns corrections only (kept, a pre-trained head's own logits, ~3x the dual's spread, are summed in at once)
     token_noise: float = 0.0            # training only: Gaussian noise on every visual token's backbone features before the projection, std = this x the token's own feature std (`feature_noise`): an augmentation against memorising the few training clips; 0 off
     # tiny text trunk (text_model: tiny), for tests
     tiny_hidden_size: int = 32
@@ -83,6 +85,7 @@ class ModelConfig:
         if self.architecture not in ("snp", "p3e"): raise ValueError(f"model.architecture must be 'snp' or 'p3e', got {self.architecture!r}")
         if self.cross_pooler_init not in ("fresh", "copy"): raise ValueError(f"model.cross_pooler_init must be fresh|copy, got {self.cross_pooler_init!r}")
         if self.visual_tokens not in ("clip", "grid2", "grid4"): raise ValueError(f"model.visual_tokens must be clip|grid2|grid4, got {self.visual_tokens!r}")
+        if not self.cross_residual >= 0: raise ValueError(f"model.cross_residual weighs the dual cosine in the cross score and must be >= 0 (0: the matching head alone), got {self.cross_residual}")
         if self.early_weight <= 0: raise ValueError(f"model.early_weight must be > 0, got {self.early_weight}")
         if self.early_stage < -1: raise ValueError(f"model.early_stage must be a stage index >= 0, or -1 for off; got {self.early_stage}")
         if not self.token_noise >= 0: raise ValueError(f"model.token_noise is a std relative to each token's features and must be >= 0 (0: off), got {self.token_noise}")

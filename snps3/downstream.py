@@ -236,8 +236,11 @@ def encode_queries(model: SNPModel, tokenizer, texts: list[str], max_len: int, d
 # %% ../nbs/08a_downstream.ipynb #15bd3ffa
 @torch.no_grad()
 def cross_pair_scores(model: SNPModel, queries: dict, gallery: Gallery, pairs: torch.Tensor, # LongTensor [P,2]: (caption, clip)
-                      device, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
-    "Cross matching score of each (caption, clip) pair [P]."
+                      device, batch_size: int = 64, progress: bool = False,
+                      head_only: bool = False, # the matching head's logit alone, without model.cross_residual × the dual cosine
+                      dual: torch.Tensor | None = None # [P] the pairs' dual cosines (default: from queries["emb"] and gallery.emb)
+                     ) -> torch.Tensor:
+    "The cross encoder's score of each (caption, clip) pair [P] (`SNPModel.cross_score`: the matching head + `model.cross_residual` × dual cosine)."
     out = []
     for i in _bar(range(0, len(pairs), batch_size), "cross pairs", progress):
         t, v = pairs[i:i + batch_size].T                                                   # [b], [b]
@@ -245,7 +248,10 @@ def cross_pair_scores(model: SNPModel, queries: dict, gallery: Gallery, pairs: t
         L = int(att.sum(1).max())
         cr = model.cross(queries["input_ids"][t, :L].to(device), att[:, :L].to(device), gallery.tokens[v].to(device), gallery.mask[v].to(device))
         out.append(model.match_score(cr.pooled).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+    head = torch.cat(out) if out else torch.zeros(0)                                        # [P]
+    if head_only or not model.cfg.model.cross_residual: return head
+    if dual is None: dual = (queries["emb"][pairs[:, 0]] * gallery.emb[pairs[:, 1]]).sum(-1)  # [P]
+    return head + model.cfg.model.cross_residual * dual.float()                             # as SNPModel.cross_score
 
 
 def topk_pairs(sim: torch.Tensor, # [Nt,Nv] dual similarity
@@ -312,22 +318,25 @@ def retrieval_scores(model: SNPModel, queries: dict, gallery: Gallery, rerank_k:
     else: pairs_t2v, pairs_v2t = topk_pairs(sim, rerank_k, 1), topk_pairs(sim, rerank_k, 0)
     pairs = torch.unique(torch.cat([pairs_t2v, pairs_v2t]), dim=0)                          # each pair scored once
     t1 = time.perf_counter()
-    scores = cross_pair_scores(model, queries, gallery, pairs, device, batch_size, progress)
-    lookup = {tuple(p): s for p, s in zip(pairs.tolist(), scores.tolist())}
-    pick = lambda ps: torch.tensor([lookup[tuple(p)] for p in ps.tolist()])
-    t2v, v2t = reranked(sim, pairs_t2v, pick(pairs_t2v)), reranked(sim, pairs_v2t, pick(pairs_v2t))
-    fuse = lambda ps: pick(ps) + sim[ps[:, 0], ps[:, 1]] / dual_temperature             # both heads' logits: cross + sim/τ
-    f_t2v, f_v2t = reranked(sim, pairs_t2v, fuse(pairs_t2v)), reranked(sim, pairs_v2t, fuse(pairs_v2t))
-    return {"dual": sim, "cross_t2v": t2v, "cross_v2t": v2t, "fused_t2v": f_t2v, "fused_v2t": f_v2t, "exact": exact, "pairs_scored": len(pairs),
-            "dual_s": t1 - t0, "cross_s": time.perf_counter() - t1}
+    head = cross_pair_scores(model, queries, gallery, pairs, device, batch_size, progress, head_only=True)   # [P] the matching head's logits
+    lookup = {tuple(p): s for p, s in zip(pairs.tolist(), head.tolist())}
+    w = model.cfg.model.cross_residual
+    pick = lambda ps: torch.tensor([lookup[tuple(p)] for p in ps.tolist()])                  # the head alone
+    score = lambda ps: pick(ps) + w * sim[ps[:, 0], ps[:, 1]]                                # the cross score: head + w × cosine (SNPModel.cross_score)
+    fuse = lambda ps: score(ps) + sim[ps[:, 0], ps[:, 1]] / dual_temperature             # both heads' logits: cross + sim/τ
+    out = {"dual": sim, "exact": exact, "pairs_scored": len(pairs)}
+    for name, f in [("cross", score), ("fused", fuse)] + ([("head", pick)] if w else []):
+        out[f"{name}_t2v"], out[f"{name}_v2t"] = reranked(sim, pairs_t2v, f(pairs_t2v)), reranked(sim, pairs_v2t, f(pairs_v2t))
+    return {**out, "dual_s": t1 - t0, "cross_s": time.perf_counter() - t1}
 
 
 def retrieval_report(scores: dict, gt: list[list[int]], ties: str = "pessimistic") -> dict:
     """R@1/5/10, MedR, MeanR and tied queries both ways from the dual score, from the cross score alone (`cross/`), and from the sum of
-    both heads' logits on the reranked pairs (`fused/`: cross + sim/τ, as BLIP ranks its top-k); `ties`: see `retrieval_metrics`.
+    both heads' logits on the reranked pairs (`fused/`: cross + sim/τ, as BLIP ranks its top-k), and with `model.cross_residual` > 0 from the matching
+    head alone (`head/`: the cross score less its dual term); `ties`: see `retrieval_metrics`.
     `cross-dual/t2v/R@1` (with `_lo95` / `_hi95`): cross minus dual R@1 and its 95 % paired bootstrap interval (`paired_recall_gap`)."""
     out = {f"dual/{k}": v for k, v in retrieval_metrics(scores["dual"], gt, ties).items()}
-    for name in ("cross", "fused"):
+    for name in ("cross", "fused", "head"):                                             # head: the matching head alone (model.cross_residual > 0)
         if f"{name}_t2v" not in scores: continue
         t2v = retrieval_metrics(scores[f"{name}_t2v"], gt, ties); v2t = retrieval_metrics(scores[f"{name}_v2t"], gt, ties)
         out.update({f"{name}/{k}": v for k, v in t2v.items() if k.startswith("t2v")})
@@ -453,12 +462,14 @@ def eval_mc(cfg: Config, model: SNPModel, device, progress: bool = False) -> dic
     queries = encode_queries(model, load_tokenizer(cfg.model.text_model), texts, cfg.data.max_text_len, device)
     clip_of = torch.tensor([col[r["clip_name"]] for r in recs]).repeat_interleave(C)        # [Q*C]
     pairs = torch.stack([torch.arange(len(texts)), clip_of], 1)
-    cross = cross_pair_scores(model, queries, gallery, pairs, device, cfg.eval.batch_size, progress).view(len(recs), C)  # [Q,C]
+    head = cross_pair_scores(model, queries, gallery, pairs, device, cfg.eval.batch_size, progress, head_only=True).view(len(recs), C)  # [Q,C]
     dual = (queries["emb"] * gallery.emb[clip_of]).sum(1).view(len(recs), C)               # [Q,C]
+    cross, w = head + cfg.model.cross_residual * dual, cfg.model.cross_residual            # the cross score (SNPModel.cross_score)
     answer = [r["answer"] for r in recs]
     fused = cross + dual / cfg.loss.temperature                                             # both heads' logits
     m = {"acc": mc_accuracy(cross, answer)["acc"], "dual_acc": mc_accuracy(dual, answer)["acc"], "fused_acc": mc_accuracy(fused, answer)["acc"],
          "n_questions": len(all_recs), "evaluated": len(recs), "chance": 100.0 / C, **_skip_metrics(gallery.skipped), "skipped_questions": len(all_recs) - len(recs)}
+    if w: m["head_acc"] = mc_accuracy(head, answer)["acc"]                                 # the matching head alone
     return {"metrics": m, "extra": {"cross": cross, "answer": answer}, "skipped": gallery.skipped.summary()}
 
 # %% ../nbs/08a_downstream.ipynb #eeb4ea96

@@ -87,14 +87,16 @@ def rescore_negatives(model, ids: torch.Tensor, # [B,L] captions
                       att: torch.Tensor, # [B,L]
                       neg_tokens: torch.Tensor, # [B*m,N,D] visual tokens of each caption's m candidate clips (caption-major)
                       neg_mask: torch.Tensor, # [B*m,N]
-                      k: int, generator: torch.Generator | None = None
+                      k: int, generator: torch.Generator | None = None,
+                      dual: torch.Tensor | None = None # [B,m] the candidates' dual cosines (used when model.cross_residual > 0)
                      ) -> torch.Tensor:
     """loss.negative_rescore: score every (caption, candidate clip) pair with the cross head, without gradient, and keep k
     candidates per caption drawn ∝ softmax(cross score) (`pick_by_score`), so the matching loss trains on the clips the
     cross head itself ranks high, as when it reranks the dual's top-k at test: LongTensor [B,k] (indices into the m)."""
     B = ids.shape[0]; m = neg_tokens.shape[0] // B
     out = model.cross(ids.repeat_interleave(m, 0), att.repeat_interleave(m, 0), neg_tokens.detach(), neg_mask)
-    return pick_by_score(model.match_score(out.pooled).view(B, m), k, generator)
+    scores = model.cross_score(out.pooled, torch.zeros(B * m) if dual is None else dual.flatten())   # [B*m]
+    return pick_by_score(scores.view(B, m), k, generator)
 
 
 # %% ../nbs/06c_objectives.ipynb #ecf2da8e
@@ -267,7 +269,7 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
             neg_sim = sim[rows.cpu()[:, None], negs]                            # [B,m] dual similarity of the drawn pairs
         k = neg_sim.shape[1]
         if L.cross_match == "hard_k" and m > L.hard_k:                          # loss.negative_rescore: keep the cross head's own confusions
-            keep = rescore_negatives(model, ids, att, neg_tokens, neg_mask, L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 7))  # [B,k]
+            keep = rescore_negatives(model, ids, att, neg_tokens, neg_mask, L.hard_k, step_generator(ctx.cfg.train.seed, ctx.step, 7), neg_sim)  # [B,k]
             flat = (torch.arange(B)[:, None] * m + keep).flatten().to(neg_tokens.device)      # [B*k] rows of the [B*m] candidates
             neg_tokens, neg_mask, neg_sim, k = neg_tokens[flat], neg_mask[flat], neg_sim.gather(1, keep.to(neg_sim.device)), L.hard_k
         if L.cross_match == "hard_k" and L.random_k:                            # loss.random_k: easy negatives too, uniform over the micro-batch
@@ -276,11 +278,15 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
                                                                  neg_sim, L.random_k, step_generator(ctx.cfg.train.seed, ctx.step, 8))
             k = neg_sim.shape[1]
         neg = model.cross(ids.repeat_interleave(k, 0), att.repeat_interleave(k, 0), neg_tokens, neg_mask)
-        pos_s, neg_s = model.match_score(pos_cross.pooled).float(), model.match_score(neg.pooled).float().view(B, k)  # [B], [B,k]
+        pos_sim = sim[rows.cpu(), rows.cpu()]                                   # [B] dual cosine of each caption with its own clip
+        pos_s, neg_s = model.cross_score(pos_cross.pooled, pos_sim), model.cross_score(neg.pooled, neg_sim.flatten()).view(B, k)  # [B], [B,k]
+        if model.cfg.model.cross_residual:                                      # the head alone still ranks the own clip first?
+            head_pos, head_neg = model.match_score(pos_cross.pooled).detach(), model.match_score(neg.pooled).detach().view(B, k)
+            logs["cross_match_head_acc"] = (head_pos > head_neg.max(1).values).float().mean().item()
         match_neg = neg_s                                                       # [B,k] (+1 with the reversed clip)
-        if L.reverse_negatives:                                                 # the caption's own clip played backwards
+        if L.reverse_negatives:                                                 # the caption's own clip played backwards (the dual's masked mean is order-blind: same cosine)
             rev = model.cross(ids, att, reverse_clips(vis.tokens, vis.mask), vis.mask)
-            match_neg = torch.cat([neg_s, model.match_score(rev.pooled).float()[:, None]], 1)   # [B,k+1]
+            match_neg = torch.cat([neg_s, model.cross_score(rev.pooled, pos_sim)[:, None]], 1)   # [B,k+1]
         if L.cross_match == "hard_k": losses["cross_match"], lg = cross_match_loss(pos_s, match_neg)   # caption-anchored: own clip vs k clips
         else:  # all pairs: this rank's caption rows [B,Bg], gathered into the global [Bg,Bg] matrix (row ∪ column per positive)
             local = torch.zeros(B, Bg, device=neg_s.device).scatter(1, negs.to(neg_s.device), neg_s).scatter(1, rows[:, None], pos_s[:, None])
@@ -299,7 +305,10 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
         fl = int(f_att.sum(1).max())
         neg_cap = model.cross(f_ids[:, :fl], f_att[:, :fl], vis.tokens, vis.mask)
     if L.cross_match == "hard_k" and L.cross_match_v2t:                         # video-anchored: own caption vs the false one
-        losses["cross_match_v2t"], lg = cross_match_loss(pos_s, model.match_score(neg_cap.pooled).float()[:, None])
+        false_sim = sim[false, rows.cpu()]                                      # [B] dual cosine of each clip with its false caption
+        if model.cfg.model.cross_residual and "swapped_ids" in batch:           # swapped captions were never encoded: encode them
+            with torch.no_grad(): false_sim = (model.encode_text(f_ids[:, :fl], f_att[:, :fl]).text_emb.float() * video_all[rows].detach().float()).sum(-1)
+        losses["cross_match_v2t"], lg = cross_match_loss(pos_s, model.cross_score(neg_cap.pooled, false_sim)[:, None])
         logs["cross_match_v2t_acc"] = lg["cross_match_acc"]
     if L.itm:
         neg_pooled = neg.pooled[torch.arange(B, device=neg.pooled.device) * k] if L.itm_negatives == "clips" else neg_cap.pooled  # [B,D]

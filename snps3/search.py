@@ -429,13 +429,15 @@ def model_for_index(index: VideoIndex, checkpoint=None, device: str = "auto") ->
     return model
 
 # %% ../nbs/13a_search.ipynb #5f85a30c
-def _rerank(model: VideoTextModel, index: VideoIndex, q: dict, qi: int, ids: list[int], batch_size: int = 64) -> list[float]:
+def _rerank(model: VideoTextModel, index: VideoIndex, q: dict, qi: int, ids: list[int],
+            dual: list[float], # the dual cosine of each (query, video) pair (the cross score adds model.cross_residual × it)
+            batch_size: int = 64) -> list[float]:
     "Cross scores of query `qi` with the videos `ids` (visual tokens read from the shards)."
     from snps3.downstream import Gallery, cross_pair_scores
     tokens, mask = index.visual_tokens(ids)
     gallery = Gallery([index.path(i) for i in ids], torch.zeros(len(ids), 1), tokens, mask, list(range(len(ids))), [])
     pairs = torch.stack([torch.full((len(ids),), qi), torch.arange(len(ids))], 1)        # [n,2]
-    return cross_pair_scores(model.model, q, gallery, pairs, model.device, batch_size).tolist()
+    return cross_pair_scores(model.model, q, gallery, pairs, model.device, batch_size, dual=torch.tensor(dual, dtype=torch.float32)).tolist()
 
 
 SCORES = ("cross", "fused")
@@ -469,7 +471,7 @@ def search(index: VideoIndex, model: VideoTextModel, queries, # a text or a list
     for qi in range(len(queries)):
         hits = [{"id": int(i), "path": index.path(int(i)), "dual": float(s), "cross": None, "fused": None} for s, i in zip(dual[qi], ids[qi]) if i >= 0]
         if rerank:
-            for h, c in zip(hits[:rerank], _rerank(model, index, q, qi, [h["id"] for h in hits[:rerank]])):
+            for h, c in zip(hits[:rerank], _rerank(model, index, q, qi, [h["id"] for h in hits[:rerank]], [h["dual"] for h in hits[:rerank]])):
                 h["cross"], h["fused"] = c, fused_score(c, h["dual"], tau)
             hits = _order_reranked(hits, rerank, score)
         out.append([{"rank": r + 1, **h} for r, h in enumerate(hits[:k])])

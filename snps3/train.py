@@ -347,6 +347,7 @@ def train(cfg: Config, # the resolved config (see `snps3.config.load_config`)
     run_dir, resume_from = prepare_run_dir(cfg, dist_info)
     model = hooks.build_model(cfg, run_dir, dist_info).to(device)
     if tc.restart: load_weights(model, tc.restart)
+    if tc.restart and cfg.model.cross_residual and cfg.model.cross_residual_reset: model.zero_match_output()   # the cross score starts as the dual's
     data = hooks.build_data(cfg, model, run_dir, dist_info)
     if resume_from is not None: load_weights(model, resume_from)            # before DDP / FSDP2 take the parameters over
     broadcast_parameters(model, dist_info)

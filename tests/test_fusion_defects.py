@@ -204,3 +204,49 @@ def test_distillation_teacher_is_the_dual_similarity_of_the_scored_pairs(tok, mo
     want = torch.cat([sim.diagonal()[:, None], sim.gather(1, negs)], 1) / cfg.loss.temperature
     torch.testing.assert_close(seen["t"], want, atol=1e-5, rtol=0)
     assert seen["s"].shape == (4, 3) and seen["s"].requires_grad
+
+
+def _zero_match_head(model):
+    "The matching head's last layer set to 0: its logit is 0 for every pair, so a cross score is its dual term alone."
+    last = model.match_head[-1]
+    with torch.no_grad(): last.weight.zero_(); last.bias.zero_()
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+def test_cross_residual_adds_the_dual_logit_of_each_scored_pair(tok, monkeypatch, swapped):
+    """model.cross_residual = w: every score the matching losses see is head + w × the dual cosine of that very pair — the own
+    clip, each drawn negative clip, the false caption (a swapped one encoded for it) — so with a zero head they are w × cosine."""
+    import snps3.losses as L
+    from snps3.objectives import matching_terms
+    w = 20.0
+    cfg = tiny_config(**{"model.cross_residual": w, "loss.hard_k": 2})
+    ctx = _ctx(cfg, tok)
+    model = _model(cfg); _zero_match_head(model)
+    b = _batch(cfg, tok, ctx, CAPS)
+    if swapped:                                                                      # clips 0-2: captions no batch item has
+        alt = tok(["a green circle moves left", "a red square moves up", "a blue circle moves down", CAPS[3]], padding="max_length", max_length=b["input_ids"].shape[1], truncation=True, return_tensors="pt")
+        b = {**b, "swapped_ids": alt["input_ids"], "swapped_ok": torch.tensor([True, True, True, False])}
+    vis = model.encode_video(b["video"], b["clip_mask"]); txt = model.encode_text(b["input_ids"], b["attention_mask"])
+    drawn, seen = [], []
+    orig_sample, orig_loss = L.sample_hard_negatives, L.cross_match_loss
+    monkeypatch.setattr(L, "sample_hard_negatives", lambda *a, **k: drawn.append(orig_sample(*a, **k)) or drawn[-1])
+    monkeypatch.setattr(L, "cross_match_loss", lambda p, n: seen.append((p.detach(), n.detach())) or orig_loss(p, n))
+    losses, logs = matching_terms(model, b, vis, txt, vis.video_emb, torch.arange(4), ctx)
+    sim = (txt.text_emb @ vis.video_emb.T).detach()                                  # [4,4] caption x clip cosines
+    (pos, neg), (pos2, false) = seen                                                 # caption-anchored, then clip-anchored
+    torch.testing.assert_close(pos, w * sim.diagonal(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(neg, w * sim.gather(1, drawn[0]), atol=1e-4, rtol=0)  # the k = 2 drawn clips of each caption
+    torch.testing.assert_close(pos2, pos)
+    f = drawn[1][:, 0]                                                               # each clip's sampled false caption
+    want = w * sim[f, torch.arange(4)]
+    if swapped:                                                                      # clips 0-2 get their swapped caption (encoded), clip 3 its sampled one
+        emb = model.encode_text(b["swapped_ids"], b["attention_mask"]).text_emb.detach()   # [4,E] (same mask: same length)
+        want[:3] = w * (emb[:3] * vis.video_emb[:3].detach()).sum(-1)
+    torch.testing.assert_close(false[:, 0], want, atol=1e-4, rtol=0)
+    assert logs["cross_match_head_acc"] == 0.0                                       # a zero head never ranks the own clip strictly first
+    sum(losses.values()).backward()
+    assert model.match_head[-1].weight.grad.abs().sum() > 0                          # the head still learns (the dual term has no gradient)
+
+
+def test_cross_residual_is_refused_below_zero():
+    with pytest.raises(ValueError, match="cross_residual"): tiny_config(**{"model.cross_residual": -1.0})

@@ -6,9 +6,9 @@ import argparse, json
 from pathlib import Path
 
 HEADLINE = {"retrieval": ["dual/t2v/R@1", "dual/t2v/R@5", "dual/t2v/R@10", "dual/t2v/MedR", "cross/t2v/R@1", "cross/t2v/R@5",
-                          "cross/t2v/MedR", "cross/v2t/R@1", "fused/t2v/R@1", "fused/t2v/R@5", "cross-dual/t2v/R@1", "cross-dual/t2v/R@1_lo95", "cross-dual/t2v/R@1_hi95", "pairs/dual/all", "pairs/cross/all", "pairs/cross/action", "rerank_k",
+                          "cross/t2v/MedR", "cross/v2t/R@1", "fused/t2v/R@1", "fused/t2v/R@5", "head/t2v/R@1", "cross-dual/t2v/R@1", "cross-dual/t2v/R@1_lo95", "cross-dual/t2v/R@1_hi95", "pairs/dual/all", "pairs/cross/all", "pairs/cross/action", "rerank_k",
                           "n_clips", "n_captions"],
-            "qa": ["acc", "oov_share", "n_questions"], "mc": ["acc", "dual_acc", "fused_acc", "chance", "n_questions"]}
+            "qa": ["acc", "oov_share", "n_questions"], "mc": ["acc", "dual_acc", "fused_acc", "head_acc", "chance", "n_questions"]}
 
 
 def rows(runs: Path) -> list[dict]:

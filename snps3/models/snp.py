@@ -242,6 +242,18 @@ class SNPModel(nn.Module):
         "Cross-encoder matching score [B] (an MLP D -> D -> 1)."
         return self.match_head(pooled).squeeze(-1)
 
+    def cross_score(self, pooled: torch.Tensor, # [B,D] cross pooler output
+                    dual: torch.Tensor # [B] the same pairs' dual cosines
+                   ) -> torch.Tensor:
+        "The cross encoder's score of each pair [B] (float32): the matching head's logit + `model.cross_residual` × the dual cosine (the head alone at 0)."
+        s, w = self.match_score(pooled).float(), self.cfg.model.cross_residual
+        return s + w * dual.to(s.device, s.dtype) if w else s
+
+    @torch.no_grad()
+    def zero_match_output(self) -> None:
+        "Zero the matching head's output layer: every logit is 0 until it learns (`model.cross_residual_reset`)."
+        self.match_head[-1].weight.zero_(); self.match_head[-1].bias.zero_()
+
     def fresh_modules(self) -> list[str]:
         "Names of the submodules that start from scratch in pre-training (heads, cross pooler, token projection, P3E's fusion embeddings)."
         names = ["cross_pooler", "text_head", "word_head", "mlm_transform", "itm_head", "match_head", "visual.proj", "visual.emb_head", "visual.global_proj"]
