@@ -31,7 +31,7 @@ STAGE_SETTINGS = {  # what each stage sets on top of the notebook's config (fine
     "pretrain": {"task": "pretrain"},
     # the fine-tuning stages use the demo's fine-tuning recipes (finetune_retrieval_cpu.yml, finetune_qa_cpu.yml; a test keeps
     # them equal), not the pre-training lr: QA fine-tuned at 3e-4 with balancing on collapsed to 10-17 % in two variants (measured)
-    "retrieval": {"task": "retrieval", "data.train_ann": "retrieval_train.jsonl", "loss.lvwm": False, "loss.mlm_text": False,
+    "retrieval": {"task": "retrieval", "data.train_ann": "retrieval_train.jsonl", "model.cross_residual": 20.0, "loss.lvwm": False, "loss.mlm_text": False,
                   "loss.w_mlm": 0.0, "loss.swap_negatives": False, "train.lr": 1.0e-4, "train.warmup_steps": 6,
                   "train.eval_every": 0, "train.save_every": 0},   # the dual + cross objectives only
     "qa": {"task": "qa", "data.train_ann": "qa_train.jsonl", "data.qa_answers": 1000, "loss.grad_balance": False,

@@ -33,7 +33,7 @@ def test_tiny_run_logs_every_loss_and_writes_run_dir(tiny_bench, tmp_path):
 FSDP = ("train.parallel=fsdp", "loss.cross_match=all_pairs", "loss.lvwm_stage=both")
 
 
-@pytest.mark.parametrize("extra", [("loss.cross_match=hard_k",),
+@pytest.mark.parametrize("extra", [("loss.cross_match=hard_k", "model.cross_residual=20"),
                                    ("loss.cross_match=all_pairs", "loss.moco=true", "loss.lvwm_stage=both"), FSDP],
                          ids=["ddp_hard_k", "ddp_all_pairs_moco", "fsdp_all_pairs"])
 def test_two_process_gloo_equals_one_process(tiny_bench, tmp_path, extra):
@@ -136,3 +136,22 @@ def test_pickle_checkpoint_with_payload_is_refused(tiny_bench, tmp_path):
     assert r.returncode != 0
     assert "not a valid safetensors file" in r.stderr and "never unpickles" in r.stderr
     assert not marker.exists()
+
+
+def test_cross_residual_reset_zeroes_the_matching_output_on_restart(tiny_bench, tmp_path):
+    """model.cross_residual with train.restart: the matching head's output layer starts at zero (the cross score starts as
+    the dual score), so after one step it holds one optimizer step's worth; with model.cross_residual_reset=false it keeps
+    the pre-trained weights."""
+    pt = tmp_path / "pt"
+    r = run_cli(pretrain_args(tiny_bench, pt, "train.max_steps=2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    before = latest_weights(pt)["match_head.2.weight"].abs().max().item()
+    after = {}
+    for reset in ("true", "false"):
+        run = tmp_path / f"ft_{reset}"
+        r = run_cli(pretrain_args(tiny_bench, run, "train.max_steps=1", f"train.restart={pt}", "model.cross_residual=20",
+                                  f"model.cross_residual_reset={reset}"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        after[reset] = latest_weights(run)["match_head.2.weight"].abs().max().item()
+    assert after["true"] < 0.1 * before                      # zero + one AdamW step (~lr per entry)
+    assert abs(after["false"] - before) < 0.5 * before       # the pre-trained layer, one step on
