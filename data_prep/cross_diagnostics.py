@@ -18,6 +18,10 @@
    candidates the evaluation reranks), the share of those pairs each head orders right, by the negative's dual rank
    (1-2, 3-4, 5-8, 9-16) and by what it changes, and R@1 among the own clip and those negatives. Run it on --split train
    too (--max-clips 0 --captions 300): a head that trails there as well underfits the ranking, it does not overfit.
+6. The matching head against the dual score over each caption's dual top --rerank-k clips (the reranked candidates):
+   the spread (std) of the head's logits and of the dual logits sim/τ, t2v R@1 of the dual score, of the head alone and
+   of the model's cross score (head + model.cross_residual × cosine), of dual/τ + α × head for a grid of α (is the head
+   informative at another scale?), and what the wrong top-1 clip changes under the dual and under the cross score.
 The split's gallery is the first --max-clips clips, as `snps3 eval` uses them (eval.max_clips; 0: all). --parts picks
 the measurements (part 2 scores every caption with every clip: keep it to the test split).
 
@@ -44,7 +48,7 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=16, help="batch size of the negative draws of part 4 (default 16, the demo's)")
     ap.add_argument("--rerank-k", type=int, default=16, help="negatives per caption in part 5 (default 16, as eval.rerank_k)")
     ap.add_argument("--captions", type=int, default=0, help="part 5: a random sample of this many captions (seed 0; default 0: all)")
-    ap.add_argument("--parts", default="1,2,3,4,5", help="comma-separated parts to run (default all)")
+    ap.add_argument("--parts", default="1,2,3,4,5,6", help="comma-separated parts to run (default all)")
     return ap.parse_args(argv)
 
 
@@ -186,6 +190,7 @@ def main(argv=None):
     if 3 in parts: part_oracle(clips, first, scenes)
     if 4 in parts: part_draws(sim, clips, first, scenes, cfg, args)
     if 5 in parts: part_rerank(model, queries, gallery, caps, clips, first, gt, scenes, sim, dev, args)
+    if 6 in parts: part_fusion(model, queries, gallery, clips, first, gt, scenes, sim, dev, cfg, args)
 
 
 def part_words(model, tok, caps, first, gallery):
@@ -256,6 +261,37 @@ def part_rerank(model, queries, gallery, caps, clips, first, gt, scenes, sim, de
     d, c = wins_by_change(*heads["dual"], changes), wins_by_change(*heads["cross"], changes)
     for kind in sorted(d, key=lambda x: -d[x][0]):
         print(f"     {kind:14s} n={d[kind][0]:5d}  {d[kind][1]:5.1f} / {c[kind][1]:5.1f}")
+
+
+FUSION_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
+
+def blend(dual: torch.Tensor, # [P] dual cosines of the scored pairs
+          head: torch.Tensor, # [P] the matching head's logits of the same pairs
+          tau: float, alpha: float) -> torch.Tensor:
+    "dual/τ + α × head [P]: the dual logit plus the head at α times its own scale (α = 1, τ = 1/w: the cross score of cross_residual w)."
+    return dual / tau + alpha * head
+
+
+def top1_changes(top: list[int], first: list[int], clips: list[str], scenes: dict) -> collections.Counter:
+    "For every caption whose top-1 clip is not its own: what that clip changes (`scene_change`), counted."
+    return collections.Counter(scene_change(scenes[clips[f]], scenes[clips[t]]) for t, f in zip(top, first) if t != f)
+
+
+def part_fusion(model, queries, gallery, clips, first, gt, scenes, sim, dev, cfg, args):
+    from snps3.downstream import cross_pair_scores, reranked, topk_pairs
+    from snps3.eval import retrieval_metrics
+    pairs = topk_pairs(sim, args.rerank_k, 1)                                               # [Nt*k,2]
+    head = cross_pair_scores(model, queries, gallery, pairs, dev, head_only=True)           # [Nt*k]
+    dual, tau, w = sim[pairs[:, 0], pairs[:, 1]], cfg.loss.temperature, cfg.model.cross_residual
+    r1 = lambda m: retrieval_metrics(m, gt)["t2v/R@1"]
+    cross = reranked(sim, pairs, head + w * dual)
+    print(f"\n6. the matching head against the dual score over each caption's dual top-{args.rerank_k} (model.cross_residual {w})")
+    print(f"   logit spread (std): head {head.std().item():.2f}, dual sim/τ {(dual / tau).std().item():.2f}")
+    print(f"   t2v R@1: dual {r1(sim):.1f}, head alone {r1(reranked(sim, pairs, head)):.1f}, the cross score {r1(cross):.1f}")
+    print("   dual/τ + α × head: " + ", ".join(f"α {a}: {r1(reranked(sim, pairs, blend(dual, head, tau, a))):.1f}" for a in FUSION_ALPHAS))
+    for name, m in (("dual", sim), ("cross score", cross)):
+        ch = top1_changes(m.argmax(1).tolist(), first, clips, scenes)
+        print(f"   wrong top-1 ({name}): {sum(ch.values())}; what it changes: " + ", ".join(f"{k} {v}" for k, v in ch.most_common()))
 
 
 if __name__ == "__main__":

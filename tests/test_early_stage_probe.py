@@ -119,3 +119,14 @@ def test_background_reliance_and_replaced_own_r1_by_hand():
     scores = torch.tensor([[3.0, 1.0], [0.0, 2.0]])
     assert bs.r1_with_replaced_own(scores, torch.tensor([0, 1]), torch.tensor([0.5, 2.5])) == 50.0
     assert scores[0, 0] == 3.0   # the caller's matrix is left as it was
+
+
+def test_blend_and_top1_changes_by_hand():
+    diag = load_diagnostics()
+    # dual/τ + α × head: cosines 0.5 and 0.1 at τ 0.05 are logits 10 and 2; α 0.5 adds half the head's logits
+    torch.testing.assert_close(diag.blend(torch.tensor([0.5, 0.1]), torch.tensor([-4.0, 6.0]), 0.05, 0.5), torch.tensor([8.0, 5.0]))
+    red = {"shape": "circle", "colour": "red", "size": "small", "action": "left"}
+    scenes = {"a": {"objects": [red]}, "b": {"objects": [dict(red, action="right")]}, "c": {"objects": [dict(red, colour="blue", action="up")]}}
+    # captions of clips a, a, b: the first picks its own clip, the second b (action), the third c (colour + action vs b)
+    ch = diag.top1_changes([0, 1, 2], [0, 0, 1], ["a", "b", "c"], scenes)
+    assert ch == {"action": 1, "colour+action": 1}
