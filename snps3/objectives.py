@@ -281,7 +281,8 @@ def matching_terms(model, batch: dict, vis, txt, video_all, pos, ctx: StepContex
         pos_sim = sim[rows.cpu(), rows.cpu()]                                   # [B] dual cosine of each caption with its own clip
         pos_s, neg_s = model.cross_score(pos_cross.pooled, pos_sim), model.cross_score(neg.pooled, neg_sim.flatten()).view(B, k)  # [B], [B,k]
         if model.cfg.model.cross_residual:                                      # the head alone still ranks the own clip first?
-            head_pos, head_neg = model.match_score(pos_cross.pooled).detach(), model.match_score(neg.pooled).detach().view(B, k)
+            w = model.cfg.model.cross_residual                                  # the head's logits: the scores less their dual term (no second head pass)
+            head_pos, head_neg = pos_s.detach() - w * pos_sim.to(pos_s.device), neg_s.detach() - w * neg_sim.to(neg_s.device)
             logs["cross_match_head_acc"] = (head_pos > head_neg.max(1).values).float().mean().item()
         match_neg = neg_s                                                       # [B,k] (+1 with the reversed clip)
         if L.reverse_negatives:                                                 # the caption's own clip played backwards (the dual's masked mean is order-blind: same cosine)
